@@ -1,0 +1,177 @@
+//! The per-shard cache of recent batches, as `Bytes`, so that consumers reading near the tail
+//! are served from memory without a disk read or a copy. Bounded by `batch_cache_bytes_max`:
+//! when full, the oldest inserted batches are evicted first (a FIFO suits a log, where readers
+//! trail the writer); an evicted batch is read from disk instead.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+
+/// A cached batch: its bytes and the offset of its last record.
+#[derive(Clone, Debug)]
+pub struct CachedBatch {
+    /// The batch, offsets assigned.
+    pub bytes: Bytes,
+    /// Offset of its last record.
+    pub last_offset: i64,
+}
+
+/// The cache of one shard. Partitions are told apart by a shard-unique id.
+#[derive(Debug)]
+pub struct BatchCache {
+    partitions: HashMap<u64, BTreeMap<i64, CachedBatch>>,
+    order: VecDeque<(u64, i64, usize)>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl BatchCache {
+    /// An empty cache holding at most `bytes_max` bytes of batches.
+    #[must_use]
+    pub fn new(bytes_max: usize) -> Self {
+        BatchCache {
+            partitions: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            bytes_max,
+        }
+    }
+
+    /// Bytes held.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds a batch at `base_offset`, evicting the oldest while over the limit.
+    pub fn insert(&mut self, partition: u64, base_offset: i64, batch: CachedBatch) {
+        let len = batch.bytes.len();
+        if len > self.bytes_max {
+            return;
+        }
+        if let Some(old) = self
+            .partitions
+            .entry(partition)
+            .or_default()
+            .insert(base_offset, batch)
+        {
+            self.bytes -= old.bytes.len();
+        }
+        self.bytes += len;
+        self.order.push_back((partition, base_offset, len));
+        while self.bytes > self.bytes_max {
+            let Some((p, base, _)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(map) = self.partitions.get_mut(&p) {
+                if let Some(b) = map.remove(&base) {
+                    self.bytes -= b.bytes.len();
+                }
+            }
+        }
+        debug_assert!(self.bytes <= self.bytes_max);
+    }
+
+    /// Batches holding offsets from `offset` on, contiguous, below `hw`, up to `max_bytes`
+    /// (the first always whole). Empty when the batch holding `offset` is not cached.
+    #[must_use]
+    pub fn read(&self, partition: u64, offset: i64, max_bytes: usize, hw: i64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let Some(map) = self.partitions.get(&partition) else {
+            return out;
+        };
+        let Some((&start, first)) = map.range(..=offset).next_back() else {
+            return out;
+        };
+        if first.last_offset < offset {
+            return out;
+        }
+        let mut expect = start;
+        let mut total = 0usize;
+        for (&base, b) in map.range(start..) {
+            if base != expect
+                || base >= hw
+                || (!out.is_empty() && total + b.bytes.len() > max_bytes)
+            {
+                break;
+            }
+            total += b.bytes.len();
+            out.push(b.bytes.clone());
+            expect = b.last_offset + 1;
+            if total >= max_bytes {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Drops every batch of a partition (deleted, or its log was cut).
+    pub fn remove_partition(&mut self, partition: u64) {
+        if let Some(map) = self.partitions.remove(&partition) {
+            self.bytes -= map.values().map(|b| b.bytes.len()).sum::<usize>();
+        }
+        self.order.retain(|(p, _, _)| *p != partition);
+    }
+
+    /// Drops a partition's batches that end below `offset` (retention moved the log start).
+    pub fn remove_below(&mut self, partition: u64, offset: i64) {
+        if let Some(map) = self.partitions.get_mut(&partition) {
+            let keep = map.split_off(&offset);
+            let gone = std::mem::replace(map, keep);
+            for (base, b) in gone {
+                if b.last_offset >= offset {
+                    map.insert(base, b);
+                } else {
+                    self.bytes -= b.bytes.len();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cb(n: usize, last: i64) -> CachedBatch {
+        CachedBatch {
+            bytes: Bytes::from(vec![0u8; n]),
+            last_offset: last,
+        }
+    }
+
+    #[test]
+    fn reads_contiguous_batches_from_inside_one() {
+        let mut c = BatchCache::new(1 << 20);
+        c.insert(1, 0, cb(100, 9));
+        c.insert(1, 10, cb(100, 19));
+        c.insert(1, 20, cb(100, 29));
+        assert_eq!(c.read(1, 15, 1 << 20, 30).len(), 2);
+        assert_eq!(c.read(1, 15, 150, 30).len(), 1);
+        assert_eq!(c.read(1, 0, 1 << 20, 20).len(), 2);
+        assert!(c.read(1, 30, 1 << 20, 40).is_empty());
+        assert!(c.read(2, 0, 1 << 20, 40).is_empty());
+    }
+
+    #[test]
+    fn evicts_oldest_past_the_bound() {
+        let mut c = BatchCache::new(250);
+        c.insert(1, 0, cb(100, 0));
+        c.insert(1, 1, cb(100, 1));
+        c.insert(1, 2, cb(100, 2));
+        assert!(c.bytes() <= 250);
+        assert!(c.read(1, 0, 1000, 3).is_empty());
+        assert_eq!(c.read(1, 1, 1000, 3).len(), 2);
+    }
+
+    #[test]
+    fn remove_below_and_partition() {
+        let mut c = BatchCache::new(1000);
+        c.insert(1, 0, cb(100, 4));
+        c.insert(1, 5, cb(100, 9));
+        c.remove_below(1, 5);
+        assert_eq!(c.bytes(), 100);
+        c.remove_partition(1);
+        assert_eq!(c.bytes(), 0);
+    }
+}

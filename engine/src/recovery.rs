@@ -1,0 +1,205 @@
+//! Opening a partition's segments at start, and recovering the active one after a crash.
+//!
+//! Every segment but the last was finished when it was rolled (log synced and cut to its exact
+//! length, indexes written and synced): it is trusted, and only the batches after its last
+//! index entry are walked (headers only) to find its end. The last segment is the active one:
+//! - after a clean shutdown (the partition's `clean_shutdown` marker exists) it is trusted too;
+//! - otherwise its last index entry is checked (the batch there must exist, carry that offset
+//!   and pass its CRC; entries are dropped until one does), the log after it is scanned batch
+//!   by batch with lengths and CRCs checked, and the log is cut at the first torn or corrupt
+//!   batch. Index pages are only written after the fdatasync covering them (see `index`), so
+//!   everything before a checked entry is durable. The whole segment's headers are walked to
+//!   rebuild the idempotent producer state.
+
+use bytes::Bytes;
+
+use crate::{
+    batch::{self, BatchInfo},
+    error::{EngineError, Result},
+    producers::Producers,
+    segment::Segment,
+    storage::StorageFile,
+    types::Offset,
+};
+
+/// What recovery found in one segment.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Batches seen past the trusted point (or all, when walked from 0), for producer state.
+    pub batches_walked: u64,
+    /// Bytes cut from the end (0 when the segment was whole).
+    pub bytes_cut: u64,
+}
+
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads a segment's batches from `pos` to `end`, calling `f` with each batch's info and
+/// position. With `check_from`, batches at or past that position have their CRC checked.
+/// Returns the position after the last good batch.
+async fn walk<F: StorageFile>(
+    seg: &Segment<F>,
+    mut pos: u64,
+    end: u64,
+    check_from: Option<u64>,
+    mut f: impl FnMut(&BatchInfo, u64),
+) -> Result<u64> {
+    let file = seg.log_file();
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = pos;
+    while pos < end {
+        let avail = chunk_pos + chunk.len() as u64;
+        if pos + batch::HEADER_BYTES as u64 > avail {
+            chunk = read(seg, file, pos, CHUNK_BYTES, end).await?;
+            chunk_pos = pos;
+        }
+        let at = usize::try_from(pos - chunk_pos).unwrap_or(0);
+        let Ok((_, len)) = batch::peek(&chunk[at..]) else {
+            break;
+        };
+        if pos + len as u64 > end {
+            break;
+        }
+        if pos + len as u64 > chunk_pos + chunk.len() as u64 {
+            chunk = read(seg, file, pos, len.max(CHUNK_BYTES), end).await?;
+            chunk_pos = pos;
+        }
+        let at = usize::try_from(pos - chunk_pos).unwrap_or(0);
+        let bytes = &chunk[at..at + len];
+        let info = if check_from.is_some_and(|c| pos >= c) {
+            match batch::validate(bytes, usize::MAX) {
+                Ok(i) => i,
+                Err(_) => break,
+            }
+        } else {
+            match batch::info(bytes) {
+                Ok(i) if i.base_offset >= 0 => i,
+                _ => break,
+            }
+        };
+        f(&info, pos);
+        pos += len as u64;
+    }
+    Ok(pos)
+}
+
+async fn read<F: StorageFile>(
+    seg: &Segment<F>,
+    file: &F,
+    pos: u64,
+    len: usize,
+    end: u64,
+) -> Result<Bytes> {
+    let len = len.min(usize::try_from(end - pos).unwrap_or(usize::MAX));
+    file.read_at(pos, len)
+        .await
+        .map_err(|e| EngineError::io("read", &seg.path, e))
+}
+
+/// Recovers one segment and sets its end. `trusted`: finished (rolled or cleanly shut down).
+/// Producer state is rebuilt from the batches walked when `producers` is given.
+pub async fn recover_segment<F: StorageFile>(
+    seg: &Segment<F>,
+    trusted: bool,
+    index_interval_bytes: u32,
+    mut producers: Option<(&mut Producers, usize, usize)>,
+) -> Result<Recovered> {
+    seg.load_indexes().await?;
+    let size = seg
+        .log_file()
+        .size()
+        .await
+        .map_err(|e| EngineError::io("stat", &seg.path, e))?;
+    let start = if trusted {
+        last_entry(seg)
+    } else {
+        checked_entry(seg, size).await?
+    };
+    let walk_from = if producers.is_some() { 0 } else { start.0 };
+    let mut next = seg.base;
+    let mut max_ts = -1i64;
+    let mut walked = 0u64;
+    {
+        let mut st = seg.st.borrow_mut();
+        st.index
+            .truncate_to_position(u32::try_from(start.0).unwrap_or(u32::MAX).saturating_add(1));
+        let rel = u32::try_from(start.1 .0 - seg.base.0).unwrap_or(u32::MAX);
+        st.time_index.truncate_to_offset(rel.saturating_add(1));
+        st.max_timestamp = st.time_index_max();
+    }
+    let end = walk(
+        seg,
+        walk_from,
+        size,
+        (!trusted).then_some(start.0),
+        |info, pos| {
+            walked += 1;
+            if let Some((p, pmax, bmax)) = producers.as_mut() {
+                p.record(info, *pmax, *bmax);
+            }
+            if pos >= start.0 {
+                let mut st = seg.st.borrow_mut();
+                seg.note_batch(&mut st, info, pos, index_interval_bytes);
+            }
+            next = Offset(info.last_offset() + 1);
+            max_ts = max_ts.max(info.max_timestamp);
+        },
+    )
+    .await?;
+    let max_ts = {
+        let st = seg.st.borrow();
+        max_ts.max(st.max_timestamp).max(st.time_index_max())
+    };
+    if trusted && end != size {
+        return Err(EngineError::Corrupt {
+            path: seg.path.clone(),
+            pos: end,
+            reason: format!(
+                "finished segment has {} bytes that are not whole batches",
+                size - end
+            ),
+        });
+    }
+    let cut = size - end;
+    if cut > 0 {
+        tracing::warn!(segment = %seg.path.display(), at = end, bytes = cut, "cutting torn or corrupt tail");
+        seg.truncate_log(end).await?;
+    }
+    seg.set_end(end, next, max_ts).await?;
+    Ok(Recovered {
+        batches_walked: walked,
+        bytes_cut: cut,
+    })
+}
+
+fn last_entry<F: StorageFile>(seg: &Segment<F>) -> (u64, Offset) {
+    let st = seg.st.borrow();
+    st.index.last().map_or((0, seg.base), |(rel, pos)| {
+        (u64::from(pos), seg.base.plus(i64::from(rel)))
+    })
+}
+
+/// The last index entry that points at a whole batch with its offset and a good CRC.
+async fn checked_entry<F: StorageFile>(seg: &Segment<F>, size: u64) -> Result<(u64, Offset)> {
+    loop {
+        let (pos, offset) = last_entry(seg);
+        if pos == 0 {
+            return Ok((0, seg.base));
+        }
+        let ok = if pos + batch::HEADER_BYTES as u64 <= size {
+            let head = read(seg, seg.log_file(), pos, batch::HEADER_BYTES, size).await?;
+            match batch::peek(&head) {
+                Ok((h, len)) if h.base_offset.get() == offset.0 && pos + len as u64 <= size => {
+                    let whole = read(seg, seg.log_file(), pos, len, size).await?;
+                    batch::validate(&whole, usize::MAX).is_ok()
+                }
+                _ => false,
+            }
+        } else {
+            false
+        };
+        if ok {
+            return Ok((pos, offset));
+        }
+        seg.st.borrow_mut().index.pop();
+    }
+}
