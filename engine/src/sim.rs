@@ -108,6 +108,22 @@ impl SimStorage {
     }
 }
 
+/// Yields once to the executor, so that concurrent tasks interleave at every I/O, as they do
+/// on a real disk (an always-ready future would let one task run every append to the end).
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -215,6 +231,7 @@ impl StorageFile for SimFile {
     }
 
     async fn write_at(&self, buf: SimBuf, pos: u64) -> io::Result<usize> {
+        yield_now().await;
         assert_eq!(
             pos % crate::storage::BLOCK_BYTES,
             0,
@@ -237,6 +254,7 @@ impl StorageFile for SimFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        yield_now().await;
         let f = self.state.borrow();
         let start = usize::try_from(pos)
             .map_err(io::Error::other)?
@@ -246,6 +264,7 @@ impl StorageFile for SimFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
+        yield_now().await;
         let mut fs = self.fs.0.borrow_mut();
         if fs.faults.fail_syncs {
             return Err(io::Error::other("injected fsync failure"));

@@ -1,0 +1,91 @@
+//! Helpers shared by the engine's behaviour tests: a partition on simulated storage, run on a
+//! plain single-threaded executor (the simulated disk needs no runtime).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{cell::RefCell, path::PathBuf, rc::Rc};
+
+use bytes::{Bytes, BytesMut};
+use keel_engine::{
+    batch,
+    batch_cache::BatchCache,
+    partition::{Partition, PartitionLimits},
+    sim::SimStorage,
+    EngineConfig, FsyncPolicy, Offset, TopicConfig, TopicPartition,
+};
+
+pub use futures::executor::block_on;
+
+pub fn dir() -> PathBuf {
+    PathBuf::from("/sim/t-0")
+}
+
+pub fn limits(fsync: FsyncPolicy) -> PartitionLimits {
+    let mut c = EngineConfig::new("/sim");
+    c.fsync = fsync;
+    c.preallocate_bytes = 0;
+    PartitionLimits::from_config(&c)
+}
+
+pub fn small_segments(segment_bytes_max: u64) -> TopicConfig {
+    TopicConfig {
+        segment_bytes_max,
+        index_interval_bytes: 256,
+        ..TopicConfig::default()
+    }
+}
+
+/// Opens the partition on `storage`; `cache_bytes_max` 0 makes every read go to "disk".
+pub fn open_with(
+    storage: &SimStorage,
+    config: TopicConfig,
+    fsync: FsyncPolicy,
+    cache_bytes_max: usize,
+) -> keel_engine::Result<Partition<SimStorage>> {
+    block_on(Partition::open(
+        storage.clone(),
+        TopicPartition::new("t", 0),
+        dir(),
+        1,
+        config,
+        limits(fsync),
+        Rc::new(RefCell::new(BatchCache::new(cache_bytes_max))),
+    ))
+}
+
+pub fn open(storage: &SimStorage, config: TopicConfig) -> Partition<SimStorage> {
+    open_with(storage, config, FsyncPolicy::Always, 0).unwrap()
+}
+
+/// A batch of `n` records whose values name the batch and record: "b{id}-r{i}".
+pub fn batch_of(id: usize, n: usize, timestamp: i64) -> Bytes {
+    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("b{id}-r{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    batch::build(timestamp, &refs)
+}
+
+/// Reads everything from `from` on, batch by batch, returning (base offset, record count).
+pub fn read_all(p: &Partition<SimStorage>, from: i64) -> Vec<(i64, i32)> {
+    let mut out = Vec::new();
+    let mut at = Offset(from);
+    loop {
+        let r = block_on(p.read(at, 1 << 20)).unwrap();
+        if r.batches.is_empty() {
+            break;
+        }
+        for b in &r.batches {
+            let info = batch::validate(b, usize::MAX).unwrap();
+            out.push((info.base_offset, info.record_count));
+            at = Offset(info.last_offset() + 1);
+        }
+    }
+    out
+}
+
+pub fn concat(parts: &[Bytes]) -> Bytes {
+    let mut b = BytesMut::new();
+    for p in parts {
+        b.extend_from_slice(p);
+    }
+    b.freeze()
+}
