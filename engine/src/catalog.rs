@@ -119,6 +119,16 @@ impl Catalog {
             },
             Err(e) => return Err(EngineError::io("read", &path, e)),
         };
+        if state.version != 1 {
+            return Err(EngineError::Corrupt {
+                path,
+                pos: 0,
+                reason: format!(
+                    "catalog version {} is not supported (this build reads 1)",
+                    state.version
+                ),
+            });
+        }
         Ok(Catalog {
             path,
             state: RwLock::new(Arc::new(state)),

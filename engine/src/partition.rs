@@ -173,6 +173,18 @@ impl<S: Storage> Partition<S> {
             .map_err(|e| EngineError::io("mkdir", &dir, e))?;
         let marker_path = dir.join(CLEAN_MARKER);
         let marker: Option<CleanMarker> = read_json(&storage, &marker_path).await?;
+        if let Some(m) = &marker {
+            if m.version != 1 {
+                return Err(EngineError::Corrupt {
+                    path: marker_path,
+                    pos: 0,
+                    reason: format!(
+                        "clean shutdown marker version {} is not supported",
+                        m.version
+                    ),
+                });
+            }
+        }
         let mut bases: Vec<i64> = storage
             .list_dir(&dir)
             .map_err(|e| EngineError::io("list", &dir, e))?

@@ -265,7 +265,19 @@ where
         ))),
     });
     let shard = Shard { id, shared, local };
-    let recovered = shard.open_owned_partitions().await;
+    let recovered = match shard
+        .local
+        .storage
+        .prepare(&shard.shared.config.data_dir)
+        .await
+    {
+        Ok(()) => shard.open_owned_partitions().await,
+        Err(e) => Err(EngineError::io(
+            "prepare storage",
+            &shard.shared.config.data_dir,
+            e,
+        )),
+    };
     // Every shard recovers before any serves: the broker is ready only when all data is.
     barrier.wait();
     recovered?;

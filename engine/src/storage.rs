@@ -51,6 +51,10 @@ pub trait Storage: Clone + 'static {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Whether a file exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Called once per shard before any file is opened, with the data directory.
+    async fn prepare(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
     /// Replaces a small file atomically: write a temp file, sync it, rename it over `path`,
     /// sync the directory. A crash leaves either the old or the new content.
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()>;
@@ -118,6 +122,21 @@ fn glommio_to_io(e: glommio::GlommioError<()>) -> io::Error {
 
 impl Storage for DmaStorage {
     type File = DmaFile;
+
+    /// glommio decides per block device, once per process, whether reads may use the
+    /// IOPOLL ring, by reading the first block of the first DMA file opened on it. When that
+    /// file is empty the read "succeeds" without touching the device, and every later read
+    /// fails with EOPNOTSUPP on devices without poll queues (virtio). So the first DMA file
+    /// opened is a probe file with one written block, which makes the probe test the device.
+    async fn prepare(&self, dir: &Path) -> io::Result<()> {
+        let probe = dir.join(format!(".iopoll-probe-{}", std::process::id()));
+        std::fs::write(&probe, vec![0u8; BLOCK_BYTES as usize])?;
+        let opened = glommio::io::DmaFile::open(&probe)
+            .await
+            .map_err(glommio_to_io);
+        let _ = std::fs::remove_file(&probe);
+        opened?.close().await.map_err(glommio_to_io)
+    }
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaFile> {
         let file = glommio::io::OpenOptions::new()

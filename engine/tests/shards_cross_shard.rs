@@ -9,7 +9,7 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     let mut c = EngineConfig::new(dir);
     c.shards = 2;
     c.pin_cores = false;
-    c.batch_cache_bytes_max = 1 << 20;
+    c.batch_cache_bytes_max = 0; // every read goes to the disk
     c
 }
 
