@@ -1,1 +1,23 @@
-//! placeholder
+//! keel-bench: the measuring side of keel.
+//!
+//! What lives here, and where to start reading:
+//!
+//! - [`limits`]: the machine's own ceiling, measured without keel: io_uring O_DIRECT sequential
+//!   writes ([`limits::disk_write`]), fdatasync latency ([`limits::fsync_latency`]), loopback
+//!   TCP ([`limits::loopback_throughput`], [`limits::loopback_rtt`]) and the machine facts
+//!   ([`limits::machine_info`]). Every keel benchmark report states its throughput as a
+//!   fraction of these figures, measured in the same run.
+//! - [`histogram`]: HDR histogram creation, the percentile summary every report prints, and the
+//!   raw V2 files.
+//! - [`report`]: the `results/<date>_<gitsha>_<host>/` folder, `command.txt`, JSON, and the
+//!   Markdown percentile table.
+//! - [`plot`]: percentile-spectrum PNGs (plotters, embedded font).
+//! - [`units`]: byte sizes as typed on the command line.
+//!
+//! The `keel-bench` binary (`src/main.rs`) is a clap front end over these modules.
+
+pub mod histogram;
+pub mod limits;
+pub mod plot;
+pub mod report;
+pub mod units;

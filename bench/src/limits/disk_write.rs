@@ -1,0 +1,324 @@
+//! Raw sequential write throughput: io_uring, O_DIRECT, a preallocated file, `queue_depth`
+//! writes in flight. This is the ceiling for keel's segment appends, measured with the same
+//! kernel interface the engine uses and without any runtime (glommio) in between.
+//!
+//! Each of the `queue_depth` slots owns one aligned buffer. A slot is submitted, and as soon as
+//! its completion arrives it is submitted again at the next sequential position, until the
+//! duration is over; then the slots in flight are drained, and the elapsed time runs to the
+//! last completion. With `fsync_each`, a slot is a linked pair, so the fdatasync starts only
+//! after its write completed:
+//!
+//! ```text
+//!   fsync_each = false:  [write pos]                          -> slot free
+//!   fsync_each = true:   [write pos] --IO_LINK--> [fdatasync]  -> slot free
+//! ```
+//!
+//! At queue depth 1 the second form is exactly "write a block, fdatasync, repeat", the fair
+//! ceiling for an fsync-always append path without group commit.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Context};
+use io_uring::{opcode, squeue, types, IoUring};
+use serde::{Deserialize, Serialize};
+
+use super::probe_file::{AlignedBuf, ProbeFile, WrappingCursor};
+
+/// The probe file size used by [`disk_write`]: large enough that the writes stream through the
+/// device, small enough to fit any scratch disk. Positions wrap to 0 at the end of the file.
+pub const DEFAULT_PROBE_FILE_BYTES: u64 = 1 << 30;
+
+/// The most writes a probe keeps in flight.
+pub const QUEUE_DEPTH_MAX: usize = 1024;
+
+/// Everything one sequential write probe needs.
+#[derive(Debug, Clone)]
+pub struct DiskWriteParams {
+    /// Bytes per write; a multiple of 4096.
+    pub block_bytes: usize,
+    /// Writes (or write+fdatasync pairs) in flight at once, 1..=QUEUE_DEPTH_MAX.
+    pub queue_depth: usize,
+    /// How long to keep submitting.
+    pub duration: Duration,
+    /// Follow every write with a linked fdatasync.
+    pub fsync_each: bool,
+    /// Size of the preallocated probe file.
+    pub file_bytes: u64,
+}
+
+/// What one sequential write probe measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskWriteResult {
+    pub block_bytes: usize,
+    pub queue_depth: usize,
+    pub fsync_each: bool,
+    pub file_bytes: u64,
+    pub write_count: u64,
+    pub bytes_written: u64,
+    pub elapsed_s: f64,
+    /// Decimal megabytes (10^6 bytes) per second, as fio's "MB/s".
+    pub mb_per_s: f64,
+    /// Binary mebibytes (2^20 bytes) per second, as fio's "MiB/s".
+    pub mib_per_s: f64,
+    /// Writes completed per second.
+    pub iops: f64,
+}
+
+/// Measures O_DIRECT sequential write throughput in `dir` on a [`DEFAULT_PROBE_FILE_BYTES`]
+/// file. The probe file is removed before returning, also on error.
+pub fn disk_write(
+    dir: &Path,
+    block_bytes: usize,
+    queue_depth: usize,
+    duration: Duration,
+    fsync_each: bool,
+) -> anyhow::Result<DiskWriteResult> {
+    disk_write_with(
+        dir,
+        &DiskWriteParams {
+            block_bytes,
+            queue_depth,
+            duration,
+            fsync_each,
+            file_bytes: DEFAULT_PROBE_FILE_BYTES,
+        },
+    )
+}
+
+/// [`disk_write`] with every parameter, including the probe file size.
+pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<DiskWriteResult> {
+    ensure!(
+        (1..=QUEUE_DEPTH_MAX).contains(&params.queue_depth),
+        "queue depth {} is outside 1..={QUEUE_DEPTH_MAX}",
+        params.queue_depth
+    );
+    ensure!(
+        u32::try_from(params.block_bytes).is_ok(),
+        "block size {} does not fit one io_uring write",
+        params.block_bytes
+    );
+    let file = ProbeFile::create(dir, "write", params.file_bytes)?;
+    file.check_block(params.block_bytes, params.queue_depth)?;
+    let bufs = (0..params.queue_depth)
+        .map(|_| AlignedBuf::new(params.block_bytes))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Two entries per slot (write + fdatasync), rounded as the kernel would round them anyway.
+    let ring_entries =
+        u32::try_from((2 * params.queue_depth).next_power_of_two()).context("io_uring size")?;
+    let ring = IoUring::new(ring_entries)
+        .with_context(|| format!("creating an io_uring with {ring_entries} entries"))?;
+    let mut writer = RingWriter {
+        ring,
+        bufs,
+        fd: types::Fd(file.fd()),
+        cursor: WrappingCursor::new(params.block_bytes, file.len_bytes()),
+        fsync_each: params.fsync_each,
+    };
+    let tally = writer
+        .run(params.duration)
+        .with_context(|| format!("sequential write probe on {}", file.path().display()))?;
+    let elapsed_s = tally.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+    let bytes_written = tally.write_count * params.block_bytes as u64;
+    Ok(DiskWriteResult {
+        block_bytes: params.block_bytes,
+        queue_depth: params.queue_depth,
+        fsync_each: params.fsync_each,
+        file_bytes: file.len_bytes(),
+        write_count: tally.write_count,
+        bytes_written,
+        elapsed_s,
+        mb_per_s: bytes_written as f64 / 1e6 / elapsed_s,
+        mib_per_s: bytes_written as f64 / (1u64 << 20) as f64 / elapsed_s,
+        iops: tally.write_count as f64 / elapsed_s,
+    })
+}
+
+/// Which operation of a slot a completion belongs to; stored in the low bit of `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Write = 0,
+    Sync = 1,
+}
+
+fn user_data(slot: usize, kind: OpKind) -> u64 {
+    ((slot as u64) << 1) | kind as u64
+}
+
+fn slot_and_kind(user_data: u64) -> (usize, OpKind) {
+    let kind = if user_data & 1 == 0 {
+        OpKind::Write
+    } else {
+        OpKind::Sync
+    };
+    ((user_data >> 1) as usize, kind)
+}
+
+#[derive(Debug)]
+struct Tally {
+    write_count: u64,
+    elapsed: Duration,
+}
+
+/// The ring and the buffers it writes from. Owning both keeps the rule in one place: a buffer
+/// is never freed while the kernel may still read it (see `run`).
+struct RingWriter {
+    ring: IoUring,
+    bufs: Vec<AlignedBuf>,
+    fd: types::Fd,
+    cursor: WrappingCursor,
+    fsync_each: bool,
+}
+
+impl RingWriter {
+    /// Keeps every slot busy until `duration` has passed, then drains. On an I/O error it stops
+    /// submitting, drains what is in flight, and returns the first error.
+    fn run(&mut self, duration: Duration) -> anyhow::Result<Tally> {
+        let start = Instant::now();
+        let deadline = start + duration;
+        let mut first_error: Option<anyhow::Error> = None;
+        let mut in_flight_count = 0usize;
+        for slot in 0..self.bufs.len() {
+            match self.push_slot(slot) {
+                Ok(()) => in_flight_count += 1,
+                Err(error) => {
+                    first_error = Some(error);
+                    break;
+                }
+            }
+        }
+        let mut tally = Tally {
+            write_count: 0,
+            elapsed: Duration::ZERO,
+        };
+        let mut completions: Vec<(u64, i32)> = Vec::with_capacity(2 * self.bufs.len());
+        while in_flight_count > 0 {
+            if let Err(error) = self.submit_and_wait() {
+                // The kernel may still own buffers we cannot account for: leak them rather
+                // than free memory that a write might still read.
+                std::mem::forget(std::mem::take(&mut self.bufs));
+                return Err(error);
+            }
+            completions.clear();
+            completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            let now = Instant::now();
+            for &(data, result) in &completions {
+                let (slot, kind) = slot_and_kind(data);
+                match self.check_result(kind, result) {
+                    Ok(()) if kind == OpKind::Write => tally.write_count += 1,
+                    Ok(()) => {}
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+                let slot_done = kind == OpKind::Sync || !self.fsync_each;
+                if !slot_done {
+                    continue;
+                }
+                in_flight_count -= 1;
+                tally.elapsed = now - start;
+                if first_error.is_none() && now < deadline {
+                    match self.push_slot(slot) {
+                        Ok(()) => in_flight_count += 1,
+                        Err(error) => first_error = Some(error),
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(tally),
+        }
+    }
+
+    /// Queues the slot's write (and linked fdatasync) at the next sequential position.
+    fn push_slot(&mut self, slot: usize) -> anyhow::Result<()> {
+        let buf = &self.bufs[slot];
+        let pos = self.cursor.next_pos();
+        // The length was checked to fit u32 in disk_write_with.
+        let len = buf.len() as u32;
+        let write = opcode::Write::new(self.fd, buf.as_ptr(), len)
+            .offset(pos)
+            .build()
+            .user_data(user_data(slot, OpKind::Write));
+        let mut queue = self.ring.submission();
+        // SAFETY: the buffer is owned by self.bufs, which stays alive (or is leaked) until
+        // every operation pushed here has completed: run() drains before returning.
+        let pushed = if self.fsync_each {
+            let sync = opcode::Fsync::new(self.fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build()
+                .user_data(user_data(slot, OpKind::Sync));
+            unsafe { queue.push_multiple(&[write.flags(squeue::Flags::IO_LINK), sync]) }
+        } else {
+            unsafe { queue.push(&write) }
+        };
+        pushed.map_err(|_| anyhow!("io_uring submission queue full (slot {slot})"))
+    }
+
+    fn submit_and_wait(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => return Ok(()),
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error).context("io_uring_enter"),
+            }
+        }
+    }
+
+    /// A write must complete in full; a negative result is an errno.
+    fn check_result(&self, kind: OpKind, result: i32) -> anyhow::Result<()> {
+        if result < 0 {
+            let cause = std::io::Error::from_raw_os_error(-result);
+            let what = match kind {
+                OpKind::Write => "O_DIRECT write",
+                OpKind::Sync => "fdatasync",
+            };
+            return Err(cause).context(what);
+        }
+        if kind == OpKind::Write {
+            let len = self.bufs.first().map_or(0, AlignedBuf::len);
+            ensure!(
+                result as usize == len,
+                "short O_DIRECT write: {result} of {len} bytes"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        for slot in [0, 1, 31, 1023] {
+            for kind in [OpKind::Write, OpKind::Sync] {
+                assert_eq!(slot_and_kind(user_data(slot, kind)), (slot, kind));
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_parameters() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let params = DiskWriteParams {
+            block_bytes: 4096,
+            queue_depth: 0,
+            duration: Duration::from_millis(10),
+            fsync_each: false,
+            file_bytes: 1 << 20,
+        };
+        assert!(disk_write_with(dir.path(), &params).is_err());
+        let unaligned = DiskWriteParams {
+            block_bytes: 1000,
+            queue_depth: 1,
+            ..params
+        };
+        assert!(disk_write_with(dir.path(), &unaligned).is_err());
+        // A failed probe still removes its file.
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
+    }
+}
