@@ -1,1 +1,47 @@
-fn main() {}
+//! The `keel` binary: parse the settings, start logging, run the broker until a signal.
+
+use std::process::ExitCode;
+
+use keel_server::{config::Config, shutdown, shutdown::ShutdownFlag};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(keel_server::config::ConfigError::Flags(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("keel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Before any other thread starts: the signal mask is inherited by the shards.
+    let flag = ShutdownFlag::default();
+    if let Err(e) = shutdown::install(flag.clone()) {
+        tracing::error!(error = %e, "cannot install the signal handler");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        listen = %config.listen,
+        shards = config.shards,
+        fsync = %config.fsync,
+        "starting keel {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    match keel_server::run(config, flag) {
+        Ok(()) => {
+            tracing::info!("keel stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "keel stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

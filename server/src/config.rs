@@ -1,0 +1,402 @@
+//! The broker's settings: command-line flags, and the same keys in an optional TOML file.
+//!
+//! Every setting is a flag (`--segment-bytes-max`). A file given with `--config` may set any of
+//! them with the same key, spelled with `_` or `-` (`segment_bytes_max = 1048576`). A flag on
+//! the command line wins over the file, and the file over the default. The merge is done by
+//! turning the file into flags placed *before* the real ones and letting clap keep the last
+//! occurrence of each, so that a file is validated exactly as the flags are.
+//!
+//! Engine defaults are read from [`EngineConfig::new`], so `keel --help` shows the values the
+//! engine really uses and no number is written twice.
+
+use std::{
+    ffi::OsString,
+    net::{SocketAddr, ToSocketAddrs},
+    path::{Path, PathBuf},
+};
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use keel_engine::{config::available_cores, EngineConfig, FsyncPolicy, TopicConfig};
+
+/// Why the settings could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The flags (or the file turned into flags) were rejected by the parser.
+    #[error(transparent)]
+    Flags(#[from] clap::Error),
+    /// The config file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has a value of an unusable kind.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value out of its range, or settings that contradict each other.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+fn engine_defaults() -> EngineConfig {
+    EngineConfig::new("")
+}
+
+fn topic_defaults() -> TopicConfig {
+    TopicConfig::default()
+}
+
+/// Every setting of the broker.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "keel",
+    version,
+    about = "keel: a Kafka-compatible broker on a thread-per-core engine",
+    args_override_self = true
+)]
+pub struct Config {
+    /// A TOML file with any of these settings (keys as the flags, with `_` or `-`). Flags win
+    /// over the file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Where topics, partitions and broker state are stored.
+    #[arg(long, default_value = "./keel-data")]
+    pub data_dir: PathBuf,
+    /// host:port to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: String,
+    /// host:port that clients are told to connect to. Default: the listen address.
+    #[arg(long)]
+    pub advertised_listener: Option<String>,
+    /// Number of shards (one pinned executor thread each). Default: the cores available.
+    #[arg(long, default_value_t = available_cores())]
+    pub shards: usize,
+    /// Durability of appends: always, never or interval_ms:N.
+    #[arg(long, default_value_t = FsyncPolicy::Always)]
+    pub fsync: FsyncPolicy,
+    /// Create a topic on first use (Metadata or Produce) with `default_partitions`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic, and of CreateTopics with num_partitions -1.
+    #[arg(long, default_value_t = 1)]
+    pub default_partitions: i32,
+
+    /// A segment rolls when the next batch would take it past this size (segment.bytes).
+    #[arg(long, default_value_t = topic_defaults().segment_bytes_max)]
+    pub segment_bytes_max: u64,
+    /// A segment rolls when its first batch is older than this (segment.ms).
+    #[arg(long, default_value_t = topic_defaults().segment_ms)]
+    pub segment_ms: u64,
+    /// Closed segments older than this are deleted; -1 keeps forever (retention.ms).
+    #[arg(long, default_value_t = topic_defaults().retention_ms, allow_hyphen_values = true)]
+    pub retention_ms: i64,
+    /// Oldest segments are deleted while a partition is larger; -1: no limit (retention.bytes).
+    #[arg(long, default_value_t = topic_defaults().retention_bytes, allow_hyphen_values = true)]
+    pub retention_bytes: i64,
+    /// One sparse index entry per this many bytes of log (index.interval.bytes).
+    #[arg(long, default_value_t = topic_defaults().index_interval_bytes)]
+    pub index_interval_bytes: u32,
+    /// How often each shard checks retention and segment age.
+    #[arg(long, default_value_t = engine_defaults().retention_check_ms)]
+    pub retention_check_ms: u64,
+
+    /// Largest request frame accepted; a longer frame closes the connection
+    /// (socket.request.max.bytes).
+    #[arg(long, default_value_t = 100 << 20)]
+    pub request_bytes_max: usize,
+    /// Open client connections at once, over all shards; past it new ones are closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections_max: usize,
+    /// Longest a Fetch may wait for data, whatever its max_wait_ms asks.
+    #[arg(long, default_value_t = 30_000)]
+    pub fetch_wait_ms_max: u64,
+    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_wait_ms_max: u64,
+
+    /// Largest record batch accepted (message.max.bytes).
+    #[arg(long, default_value_t = engine_defaults().batch_bytes_max)]
+    pub batch_bytes_max: usize,
+    /// Bytes of recent batches each shard keeps in memory for reads.
+    #[arg(long, default_value_t = engine_defaults().batch_cache_bytes_max)]
+    pub batch_cache_bytes_max: usize,
+    /// Bytes a partition may hold queued before appends wait.
+    #[arg(long, default_value_t = engine_defaults().append_queue_bytes_max)]
+    pub append_queue_bytes_max: usize,
+    /// Largest single write handed to the disk.
+    #[arg(long, default_value_t = engine_defaults().write_bytes_max)]
+    pub write_bytes_max: usize,
+    /// Largest answer one partition read may return.
+    #[arg(long, default_value_t = engine_defaults().read_bytes_max)]
+    pub read_bytes_max: usize,
+    /// Topics the broker may hold.
+    #[arg(long, default_value_t = engine_defaults().topics_max)]
+    pub topics_max: usize,
+    /// Partitions one topic may have.
+    #[arg(long, default_value_t = engine_defaults().partitions_per_topic_max)]
+    pub partitions_per_topic_max: usize,
+    /// Partitions the broker may hold in all.
+    #[arg(long, default_value_t = engine_defaults().partitions_max)]
+    pub partitions_max: usize,
+    /// Cross-shard request queue depth per shard.
+    #[arg(long, default_value_t = engine_defaults().shard_queue_max)]
+    pub shard_queue_max: usize,
+    /// Memory glommio registers for io_uring per shard.
+    #[arg(long, default_value_t = engine_defaults().io_memory_bytes)]
+    pub io_memory_bytes: usize,
+    /// Depth of each io_uring ring.
+    #[arg(long, default_value_t = engine_defaults().ring_depth)]
+    pub ring_depth: usize,
+    /// Bytes by which segment files are preallocated.
+    #[arg(long, default_value_t = engine_defaults().preallocate_bytes)]
+    pub preallocate_bytes: u64,
+    /// Recent batches remembered per idempotent producer for duplicate detection.
+    #[arg(long, default_value_t = engine_defaults().producer_batches_max)]
+    pub producer_batches_max: usize,
+    /// Idempotent producer ids one partition remembers.
+    #[arg(long, default_value_t = engine_defaults().producers_per_partition_max)]
+    pub producers_per_partition_max: usize,
+    /// Pin each shard to one CPU.
+    #[arg(long, default_value_t = engine_defaults().pin_cores, action = clap::ArgAction::Set)]
+    pub pin_cores: bool,
+}
+
+impl Config {
+    /// Parses the process arguments and the `--config` file they name.
+    ///
+    /// # Errors
+    /// Bad flags (including `--help` and `--version`, which clap reports as errors to print), an
+    /// unreadable or invalid file, or values out of range.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// [`Config::load`] with explicit arguments (the first is the program name).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cli = Config::try_parse_from(&args)?;
+        let config = match &cli.config {
+            None => cli,
+            Some(path) => {
+                let mut merged: Vec<OsString> = args.iter().take(1).cloned().collect();
+                merged.extend(file_flags(path)?.into_iter().map(OsString::from));
+                merged.extend(args.iter().skip(1).cloned());
+                let matches = Config::command().try_get_matches_from(merged)?;
+                Config::from_arg_matches(&matches)?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("shards", self.shards),
+            ("connections_max", self.connections_max),
+            ("shard_queue_max", self.shard_queue_max),
+            ("batch_bytes_max", self.batch_bytes_max),
+            ("read_bytes_max", self.read_bytes_max),
+            ("write_bytes_max", self.write_bytes_max),
+            ("ring_depth", self.ring_depth),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be positive")));
+        }
+        if self.default_partitions < 1 {
+            return Err(ConfigError::Invalid(
+                "default_partitions must be at least 1".into(),
+            ));
+        }
+        if self.request_bytes_max < 1024 {
+            return Err(ConfigError::Invalid(
+                "request_bytes_max must be at least 1024".into(),
+            ));
+        }
+        self.listen_addr()?;
+        if let Some(a) = &self.advertised_listener {
+            split_host_port(a)?;
+        }
+        Ok(())
+    }
+
+    /// The address to bind.
+    ///
+    /// # Errors
+    /// An address that does not resolve.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::Invalid(format!("listen {:?}: {e}", self.listen)))?
+            .next()
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("listen {:?} resolves to nothing", self.listen))
+            })
+    }
+
+    /// The host and port given to clients, once the real listen address is known (port 0 in
+    /// `--listen` becomes the port picked).
+    ///
+    /// # Errors
+    /// An advertised listener that is not host:port.
+    pub fn advertised(&self, bound: SocketAddr) -> Result<(String, i32), ConfigError> {
+        match &self.advertised_listener {
+            Some(a) => split_host_port(a),
+            None => Ok((bound.ip().to_string(), i32::from(bound.port()))),
+        }
+    }
+
+    /// The engine's settings.
+    #[must_use]
+    pub fn engine(&self) -> EngineConfig {
+        let mut e = EngineConfig::new(&self.data_dir);
+        e.shards = self.shards;
+        e.fsync = self.fsync;
+        e.topic_defaults = TopicConfig {
+            segment_bytes_max: self.segment_bytes_max,
+            segment_ms: self.segment_ms,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            index_interval_bytes: self.index_interval_bytes,
+        };
+        e.retention_check_ms = self.retention_check_ms;
+        e.batch_bytes_max = self.batch_bytes_max;
+        e.batch_cache_bytes_max = self.batch_cache_bytes_max;
+        e.append_queue_bytes_max = self.append_queue_bytes_max;
+        e.write_bytes_max = self.write_bytes_max;
+        e.read_bytes_max = self.read_bytes_max;
+        e.topics_max = self.topics_max;
+        e.partitions_per_topic_max = self.partitions_per_topic_max;
+        e.partitions_max = self.partitions_max;
+        e.shard_queue_max = self.shard_queue_max;
+        e.io_memory_bytes = self.io_memory_bytes;
+        e.ring_depth = self.ring_depth;
+        e.preallocate_bytes = self.preallocate_bytes;
+        e.producer_batches_max = self.producer_batches_max;
+        e.producers_per_partition_max = self.producers_per_partition_max;
+        e.pin_cores = self.pin_cores;
+        e
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(String, i32), ConfigError> {
+    let bad = || ConfigError::Invalid(format!("{s:?} is not host:port"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+/// Reads a TOML file and turns each `key = value` into `--key=value`.
+fn file_flags(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file_err = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let mut flags = Vec::with_capacity(table.len());
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        if flag == "config" {
+            return Err(file_err("a config file cannot name another".into()));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(file_err(format!(
+                    "{key}: a string, integer or boolean is expected, not {}",
+                    other.type_str()
+                )))
+            }
+        };
+        flags.push(format!("--{flag}={value}"));
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() -> Result<(), ConfigError> {
+        let c = Config::load_from(["keel"])?;
+        assert_eq!(c.listen, "127.0.0.1:9092");
+        assert_eq!(c.data_dir, PathBuf::from("./keel-data"));
+        assert!(c.auto_create_topics);
+        assert_eq!(c.default_partitions, 1);
+        assert_eq!(c.request_bytes_max, 100 << 20);
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+        assert_eq!(
+            c.advertised(
+                "127.0.0.1:9092"
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(String::new()))?
+            )?,
+            ("127.0.0.1".to_string(), 9092)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn file_then_flags() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keel.toml");
+        std::fs::write(
+            &path,
+            "default_partitions = 3\nfsync = \"interval_ms:5\"\nauto-create-topics = false\nretention_ms = -1\n",
+        )?;
+        let p = path.to_string_lossy().into_owned();
+        let c = Config::load_from(["keel", "--config", &p, "--default-partitions", "4"])?;
+        assert_eq!(c.default_partitions, 4, "the flag wins over the file");
+        assert_eq!(c.fsync, FsyncPolicy::IntervalMs(5));
+        assert!(!c.auto_create_topics);
+        assert_eq!(c.retention_ms, -1);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keel.toml");
+        std::fs::write(&path, "no_such_setting = 1\n")?;
+        let p = path.to_string_lossy().into_owned();
+        assert!(Config::load_from(["keel", "--config", &p]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Config::load_from(["keel", "--shards", "0"]).is_err());
+        assert!(Config::load_from(["keel", "--fsync", "sometimes"]).is_err());
+        assert!(Config::load_from(["keel", "--default-partitions", "0"]).is_err());
+        assert!(Config::load_from(["keel", "--advertised-listener", "nohost"]).is_err());
+    }
+}

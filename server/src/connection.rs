@@ -1,0 +1,131 @@
+//! A client connection: buffered reads cut into frames, and responses written in order.
+//!
+//! Kafka frames every request and response with a 4-byte big-endian length. The length is
+//! checked before anything is allocated for the frame: a frame shorter than a request header or
+//! longer than `request_bytes_max` closes the connection, so a client can make the broker hold
+//! at most one frame (plus a small read-ahead) per connection.
+//!
+//! ```text
+//!  buf: [len][frame.......][len][fra|   (read-ahead of the next frame)
+//!        └─ split_to ─────┘            → Bytes shared with buf, no copy
+//! ```
+//! A frame is split off the read buffer as `Bytes`, so the record batches a produce carries are
+//! slices of the very buffer the socket wrote into, all the way to the engine.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::error::ConnectionError;
+
+/// The smallest request: api key, api version, correlation id (2 + 2 + 4 bytes).
+pub const FRAME_BYTES_MIN: usize = 8;
+
+/// Bytes read ahead at least per read, so that pipelined small requests arrive in one read.
+const READ_AHEAD_BYTES: usize = 16 * 1024;
+
+/// An idle read buffer larger than this is dropped rather than kept for the connection's life.
+const IDLE_BUFFER_BYTES_MAX: usize = 1 << 20;
+
+const _: () = assert!(READ_AHEAD_BYTES <= IDLE_BUFFER_BYTES_MAX);
+
+/// A framed client connection.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    buf: BytesMut,
+    request_bytes_max: usize,
+}
+
+impl Connection {
+    /// Wraps an accepted stream.
+    #[must_use]
+    pub fn new(stream: TcpStream, request_bytes_max: usize) -> Self {
+        Connection {
+            stream,
+            buf: BytesMut::with_capacity(READ_AHEAD_BYTES),
+            request_bytes_max,
+        }
+    }
+
+    /// The next whole frame (without its length prefix), or `None` when the client closed the
+    /// connection between frames. Cancel-safe: bytes already read stay buffered.
+    ///
+    /// # Errors
+    /// A frame length out of bounds, a connection closed mid-frame, or a socket error.
+    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, ConnectionError> {
+        loop {
+            let need = match self.frame_length()? {
+                Some(len) if self.buf.len() >= 4 + len => {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+                Some(len) => 4 + len,
+                None => 4,
+            };
+            if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER_BYTES_MAX {
+                self.buf = BytesMut::with_capacity(READ_AHEAD_BYTES);
+            }
+            let have = self.buf.len();
+            let want = (need - have).max(READ_AHEAD_BYTES);
+            // The buffer is zero-filled up to `want` so that the reader gets an initialised
+            // slice; for a large frame that is the frame itself, read straight into place.
+            self.buf.resize(have + want, 0);
+            let read = self.stream.read(&mut self.buf[have..]).await;
+            let n = match read {
+                Ok(n) => n,
+                Err(source) => {
+                    self.buf.truncate(have);
+                    return Err(ConnectionError::Io { op: "read", source });
+                }
+            };
+            self.buf.truncate(have + n);
+            if n == 0 {
+                if have == 0 {
+                    return Ok(None);
+                }
+                return Err(ConnectionError::Truncated { have, need });
+            }
+        }
+    }
+
+    /// The length of the frame at the head of the buffer, once its prefix is there, checked.
+    fn frame_length(&self) -> Result<Option<usize>, ConnectionError> {
+        let Some(prefix) = self.buf.get(..4) else {
+            return Ok(None);
+        };
+        let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        let bad = || ConnectionError::FrameLength {
+            length: i64::from(length),
+            max: self.request_bytes_max,
+        };
+        let len = usize::try_from(length).map_err(|_| bad())?;
+        if len < FRAME_BYTES_MIN || len > self.request_bytes_max {
+            return Err(bad());
+        }
+        Ok(Some(len))
+    }
+
+    /// Writes one response (already framed), chunk after chunk, and flushes.
+    ///
+    /// # Errors
+    /// A socket error (the client went away).
+    pub async fn write_response(&mut self, chunks: &[Bytes]) -> Result<(), ConnectionError> {
+        for chunk in chunks {
+            self.stream
+                .write_all(chunk)
+                .await
+                .map_err(|source| ConnectionError::Io {
+                    op: "write",
+                    source,
+                })?;
+        }
+        self.stream
+            .flush()
+            .await
+            .map_err(|source| ConnectionError::Io {
+                op: "flush",
+                source,
+            })
+    }
+}

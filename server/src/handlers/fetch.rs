@@ -1,0 +1,183 @@
+//! Fetch (key 1), v4-v12: whole batches from many partitions, with the long poll.
+//!
+//! ```text
+//! read every partition (concurrently) ─ trim to max_bytes ─ enough (>= min_bytes), an error,
+//!        ▲                                                  the deadline or shutdown? ─ answer
+//!        └──── any partition's high watermark moves past what was seen ◀── wait ◀─ no
+//! ```
+//! Bounds: each partition reads at most its `partition_max_bytes`, the answer holds at most
+//! the request's `max_bytes`, except that the first batch found is always whole (Kafka's rule,
+//! so that a batch larger than the limits cannot stall a consumer). The wait is at most the
+//! request's `max_wait_ms`, capped by the broker's `fetch_wait_ms_max`.
+//!
+//! Fetch sessions (KIP-227) are not kept: a request with session id 0 is answered in full with
+//! session id 0, which tells a client that no session was created; it then keeps sending full
+//! requests. A request naming another session gets FETCH_SESSION_ID_NOT_FOUND.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{join_all, select, select_all, Either};
+use kafka_protocol::{
+    error::ResponseError,
+    messages::{
+        fetch_response::{FetchableTopicResponse, PartitionData},
+        FetchRequest, FetchResponse,
+    },
+};
+use keel_engine::{EngineError, Offset, ReadOutcome, TopicPartition};
+
+use crate::{broker::Ctx, error::error_code};
+
+struct Wanted {
+    tp: TopicPartition,
+    offset: Offset,
+    max_bytes: usize,
+}
+
+/// Answers Fetch.
+pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchResponse {
+    if req.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let wait_ms = u64::try_from(req.max_wait_ms)
+        .unwrap_or(0)
+        .min(ctx.broker.config.fetch_wait_ms_max);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let request_max = usize::try_from(req.max_bytes).unwrap_or(0);
+    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let wanted: Vec<Vec<Wanted>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| Wanted {
+                    tp: TopicPartition::new(&t.topic, p.partition),
+                    offset: Offset(p.fetch_offset),
+                    max_bytes: usize::try_from(p.partition_max_bytes)
+                        .unwrap_or(0)
+                        .min(request_max),
+                })
+                .collect()
+        })
+        .collect();
+    let reads = loop {
+        let mut reads = read_all(ctx, &wanted).await;
+        let bytes = trim(&mut reads, request_max);
+        let failed = reads.iter().flatten().any(Result::is_err);
+        if bytes >= min_bytes || failed || Instant::now() >= deadline || ctx.shutdown.is_set() {
+            break reads;
+        }
+        wait_for_more(ctx, &wanted, &reads, deadline).await;
+    };
+    let responses = req
+        .topics
+        .into_iter()
+        .zip(reads)
+        .map(|(t, parts)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(parts)
+                .map(|(p, r)| partition_data(p.partition, r))
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+type Reads = Vec<Vec<Result<ReadOutcome, EngineError>>>;
+
+async fn read_all(ctx: &Ctx, wanted: &[Vec<Wanted>]) -> Reads {
+    join_all(wanted.iter().map(|parts| {
+        join_all(
+            parts
+                .iter()
+                .map(|w| ctx.shard.read(&w.tp, w.offset, w.max_bytes.max(1))),
+        )
+    }))
+    .await
+}
+
+/// Drops batches past the request's `max_bytes`, in request order, keeping the first batch
+/// found whole whatever its size. Returns the bytes kept.
+fn trim(reads: &mut Reads, request_max: usize) -> usize {
+    let mut kept = 0usize;
+    for read in reads.iter_mut().flatten().flatten() {
+        let mut take = 0;
+        for batch in &read.batches {
+            if kept > 0 && kept + batch.len() > request_max {
+                break;
+            }
+            kept += batch.len();
+            take += 1;
+        }
+        read.batches.truncate(take);
+    }
+    kept
+}
+
+/// Waits until a partition that read cleanly has more data than seen, the deadline passes, or
+/// shutdown starts.
+async fn wait_for_more(ctx: &Ctx, wanted: &[Vec<Wanted>], reads: &Reads, deadline: Instant) {
+    let waits: Vec<_> = wanted
+        .iter()
+        .flatten()
+        .zip(reads.iter().flatten())
+        .filter_map(|(w, r)| r.as_ref().ok().map(|r| (w, r.high_watermark)))
+        .map(|(w, seen)| Box::pin(ctx.shard.wait_for_data(&w.tp, seen.max(w.offset), deadline)))
+        .collect();
+    let shutdown = ctx.shutdown.clone();
+    if waits.is_empty() {
+        let sleep = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+        select(Box::pin(sleep), shutdown).await;
+        return;
+    }
+    match select(select_all(waits), shutdown).await {
+        Either::Left(((Err(e), _, _), _)) => tracing::debug!(error = %e, "fetch wait failed"),
+        Either::Left(_) | Either::Right(_) => {}
+    }
+}
+
+fn partition_data(index: i32, read: Result<ReadOutcome, EngineError>) -> PartitionData {
+    match read {
+        Ok(r) => PartitionData::default()
+            .with_partition_index(index)
+            .with_high_watermark(r.high_watermark.0)
+            .with_last_stable_offset(r.last_stable_offset.0)
+            .with_log_start_offset(r.log_start_offset.0)
+            .with_records(Some(concat(r.batches))),
+        Err(e) => {
+            if !matches!(
+                e,
+                EngineError::OffsetOutOfRange { .. } | EngineError::UnknownTopicOrPartition(_)
+            ) {
+                tracing::warn!(error = %e, "fetch read failed");
+            }
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_error_code(error_code(&e))
+                .with_high_watermark(-1)
+        }
+    }
+}
+
+/// One buffer of the batches: the batch itself when there is one, else a copy.
+fn concat(batches: Vec<Bytes>) -> Bytes {
+    match batches.len() {
+        0 => Bytes::new(),
+        1 => batches.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut out = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+            for b in &batches {
+                out.extend_from_slice(b);
+            }
+            out.freeze()
+        }
+    }
+}

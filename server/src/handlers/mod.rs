@@ -1,0 +1,113 @@
+//! One file per Kafka API. [`APIS`] is the single list of what keel serves and at which
+//! versions: ApiVersions advertises exactly it, the codec refuses anything outside it, and
+//! [`handle`] routes by it. Adding an API is a line in each of `APIS` and `handle`, and a file.
+//!
+//! A handler takes the decoded request and its version and returns the response; the versions
+//! it gets are always within its `APIS` range. Per-partition work inside a request runs
+//! concurrently (`join_all`), and the answers keep the order of the request.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use kafka_protocol::{
+    messages::ApiKey,
+    protocol::{Encodable, VersionRange},
+};
+
+use crate::{
+    broker::Ctx,
+    codec::{encode_response, RawRequest},
+    error::ConnectionError,
+};
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topic_configs;
+
+const fn range(min: i16, max: i16) -> VersionRange {
+    VersionRange { min, max }
+}
+
+/// Every API keel serves, with the versions it handles.
+///
+/// Produce stops at v11 and Fetch at v12 because later versions change what a request names a
+/// topic by or what a response must carry for features keel lacks; every listed client
+/// negotiates down to these.
+pub const APIS: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, range(3, 11)),
+    (ApiKey::Fetch, range(4, 12)),
+    (ApiKey::ListOffsets, range(1, 7)),
+    (ApiKey::Metadata, range(0, 12)),
+    (ApiKey::ApiVersions, range(0, 3)),
+    (ApiKey::CreateTopics, range(2, 7)),
+    (ApiKey::DeleteTopics, range(1, 6)),
+    (ApiKey::InitProducerId, range(0, 4)),
+    (ApiKey::DescribeConfigs, range(1, 4)),
+    (ApiKey::CreatePartitions, range(0, 3)),
+    (ApiKey::DescribeCluster, range(0, 1)),
+];
+
+/// The versions of `api` keel serves, if any.
+#[must_use]
+pub fn supported(api: ApiKey) -> Option<VersionRange> {
+    APIS.iter().find(|(k, _)| *k == api).map(|(_, r)| *r)
+}
+
+/// Runs one request; the encoded response frame, or `None` where Kafka sends none (a produce
+/// with acks=0).
+///
+/// # Errors
+/// A body that does not decode, a response that does not encode, or a failed acks=0 produce:
+/// each closes the connection.
+pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>, ConnectionError> {
+    let v = req.version();
+    match req.api {
+        ApiKey::Produce => produce::handle(ctx, v, req.decode_body()?)
+            .await?
+            .map(|r| encode(req, &r))
+            .transpose(),
+        ApiKey::Fetch => answer(req, fetch::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::ListOffsets => answer(req, list_offsets::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::Metadata => answer(req, metadata::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::ApiVersions => answer(req, api_versions::handle(v, req.decode_body()?)).await,
+        ApiKey::CreateTopics => {
+            answer(req, create_topics::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::DeleteTopics => {
+            answer(req, delete_topics::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::InitProducerId => {
+            answer(req, init_producer_id::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::DescribeConfigs => {
+            answer(req, describe_configs::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::CreatePartitions => {
+            answer(req, create_partitions::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::DescribeCluster => {
+            answer(req, describe_cluster::handle(ctx, v, req.decode_body()?)).await
+        }
+        other => Err(ConnectionError::UnknownApi(other as i16)),
+    }
+}
+
+async fn answer<R: Encodable>(
+    req: &RawRequest,
+    response: impl Future<Output = R>,
+) -> Result<Option<Bytes>, ConnectionError> {
+    encode(req, &response.await).map(Some)
+}
+
+fn encode<R: Encodable>(req: &RawRequest, response: &R) -> Result<Bytes, ConnectionError> {
+    encode_response(req.api, req.version(), req.header.correlation_id, response)
+}

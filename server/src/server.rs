@@ -1,0 +1,199 @@
+//! The broker's life on one shard: bind, accept, serve connections, drain at shutdown.
+//!
+//! Every shard binds the same address (glommio sets SO_REUSEPORT) and the kernel spreads new
+//! connections between them. The first shard binds first, so that `--listen host:0` picks one
+//! port that every other shard then binds too. A connection lives on the shard that accepted
+//! it; requests for partitions owned elsewhere travel through the engine's `Shard` handle.
+//!
+//! A connection runs one request at a time, in the order received, as Kafka's broker does: a
+//! client may pipeline requests (they wait, read ahead, in the socket buffer and ours), and the
+//! responses go out in request order. That order is also what keeps an idempotent producer's
+//! batches in sequence on each partition.
+
+use std::{
+    cell::Cell,
+    net::SocketAddr,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::future::{select, Either};
+use glommio::net::{TcpListener, TcpStream};
+use keel_engine::Shard;
+
+use crate::{
+    broker::{Broker, ConnectionSlot, Ctx},
+    codec::{encode_response, parse_frame, Parsed},
+    connection::Connection,
+    error::ConnectionError,
+    handlers,
+    shutdown::{ShutdownSignal, POLL_MS},
+};
+
+/// Runs the broker on one shard until shutdown; the engine's `main` for each shard.
+pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
+    let shutdown = ShutdownSignal::spawn_watcher(&broker.shutdown);
+    let listener = match bind(&shard, &broker).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = shard.id(), error = %e, "cannot listen");
+            broker.fail();
+            return;
+        }
+    };
+    let ctx = Ctx {
+        shard,
+        broker,
+        shutdown,
+    };
+    let live = Rc::new(Cell::new(0usize));
+    accept_loop(&ctx, &listener, &live).await;
+    drop(listener);
+    drain(&ctx, &live).await;
+}
+
+async fn bind(shard: &Shard, broker: &Broker) -> Result<TcpListener, String> {
+    let addr = if shard.id() == 0 {
+        probe_free(broker.config.listen_addr().map_err(|e| e.to_string())?)?
+    } else {
+        loop {
+            if let Some(addr) = broker.bound_addr() {
+                break addr;
+            }
+            if broker.failed() || broker.shutdown.is_set() {
+                return Err("shard 0 did not bind".into());
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
+    if shard.id() == 0 {
+        let advertised = broker.config.advertised(bound).map_err(|e| e.to_string())?;
+        broker.set_bound(bound, advertised);
+    }
+    if broker.shard_bound() {
+        let (host, port) = broker.advertised();
+        tracing::info!(
+            addr = %bound,
+            advertised = %format!("{host}:{port}"),
+            shards = broker.config.shards,
+            "keel ready on {bound}"
+        );
+    }
+    Ok(listener)
+}
+
+/// Checks that no other process listens on `addr` (with SO_REUSEPORT a second broker would
+/// silently share the port) by binding it without that option, and picks the port for port 0.
+fn probe_free(addr: SocketAddr) -> Result<SocketAddr, String> {
+    let probe = std::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    probe
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))
+}
+
+async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) {
+    loop {
+        let accepted = match select(Box::pin(listener.accept()), ctx.shutdown.clone()).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(((), _)) => return,
+        };
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(slot) = ctx.broker.try_open_connection() else {
+            tracing::warn!(
+                max = ctx.broker.config.connections_max,
+                "connections_max reached: closing a new connection"
+            );
+            continue;
+        };
+        live.set(live.get() + 1);
+        let (ctx, live) = (ctx.clone(), Rc::clone(live));
+        glommio::spawn_local(async move {
+            serve(&ctx, stream, slot).await;
+            live.set(live.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// Waits for this shard's connections to finish their in-flight requests and close, at most
+/// `shutdown_wait_ms_max`.
+async fn drain(ctx: &Ctx, live: &Rc<Cell<usize>>) {
+    let until = Instant::now() + Duration::from_millis(ctx.broker.config.shutdown_wait_ms_max);
+    while live.get() > 0 && Instant::now() < until {
+        glommio::timer::sleep(Duration::from_millis(POLL_MS)).await;
+    }
+    if live.get() > 0 {
+        tracing::warn!(
+            shard = ctx.shard.id(),
+            connections = live.get(),
+            "shutdown: connections still busy, closing them"
+        );
+    }
+}
+
+async fn serve(ctx: &Ctx, stream: TcpStream, _slot: ConnectionSlot) {
+    let peer = stream.peer_addr().ok();
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let mut conn = Connection::new(stream, ctx.broker.config.request_bytes_max);
+    match serve_requests(ctx, &mut conn).await {
+        Ok(()) => tracing::debug!(peer = ?peer, "connection closed"),
+        Err(e) => log_closed(peer, &e),
+    }
+}
+
+fn log_closed(peer: Option<SocketAddr>, e: &ConnectionError) {
+    match e {
+        ConnectionError::Io { .. } | ConnectionError::Truncated { .. } => {
+            tracing::debug!(peer = ?peer, error = %e, "connection lost");
+        }
+        ConnectionError::Encode { .. } => {
+            tracing::error!(peer = ?peer, error = %e, "closing connection");
+        }
+        _ => tracing::info!(peer = ?peer, error = %e, "closing connection"),
+    }
+}
+
+async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), ConnectionError> {
+    loop {
+        let frame = {
+            let read = Box::pin(conn.read_frame());
+            match select(read, ctx.shutdown.clone()).await {
+                Either::Left((frame, _)) => frame?,
+                Either::Right(((), _)) => return Ok(()),
+            }
+        };
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let response = match parse_frame(frame)? {
+            Parsed::Request(req) => handlers::handle(ctx, &req).await?,
+            Parsed::ApiVersionsFallback { correlation_id } => Some(encode_response(
+                kafka_protocol::messages::ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &handlers::api_versions::unsupported_version(),
+            )?),
+        };
+        if let Some(bytes) = response {
+            conn.write_response(std::slice::from_ref(&bytes)).await?;
+        }
+        if ctx.shutdown.is_set() {
+            return Ok(());
+        }
+    }
+}
