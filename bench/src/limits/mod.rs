@@ -31,8 +31,8 @@ pub use disk_write::{
 };
 pub use fsync_latency::{fsync_latency, fsync_latency_with, FSYNC_LATENCY_US_MAX};
 pub use loopback::{
-    loopback_rtt, loopback_throughput, LoopbackThroughput, RTT_MESSAGE_BYTES, RTT_NS_MAX,
-    THROUGHPUT_CHUNK_BYTES,
+    loopback_rtt, loopback_throughput, LoopbackThroughput, RECEIVE_BUFFER_BYTES, RTT_MESSAGE_BYTES,
+    RTT_NS_MAX, THROUGHPUT_CHUNK_BYTES,
 };
 pub use machine::{
     count_processors, find_mount, fs_magic_name, machine_info, parse_cpu_model,

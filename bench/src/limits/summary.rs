@@ -204,10 +204,11 @@ impl LimitsReport {
             let _ = writeln!(
                 page,
                 "## Loopback TCP\n\n{:.1} Gbit/s ({:.0} MB/s), one sender thread writing {} \
-                 chunks to one receiver thread over 127.0.0.1.\n",
+                 chunks to one receiver thread reading {} at a time, over 127.0.0.1.\n",
                 t.gbit_per_s,
                 t.mb_per_s,
-                format_bytes_human(t.chunk_bytes)
+                format_bytes_human(t.chunk_bytes),
+                format_bytes_human(t.read_bytes)
             );
         }
         for (title, file) in plots {
