@@ -161,7 +161,7 @@ pub async fn recover_segment<F: StorageFile>(
     }
     let cut = size - end;
     if cut > 0 {
-        tracing::warn!(segment = %seg.path.display(), at = end, bytes = cut, "cutting torn or corrupt tail");
+        tracing::warn!(segment = %seg.path.display(), at = end, bytes = cut, "cutting the log after its last whole batch (torn, corrupt or preallocated bytes)");
         seg.truncate_log(end).await?;
     }
     seg.set_end(end, next, max_ts).await?;

@@ -82,7 +82,8 @@ pub trait StorageFile: 'static {
     async fn sync(&self) -> io::Result<()>;
     /// Sets the file length.
     async fn truncate(&self, len: u64) -> io::Result<()>;
-    /// Reserves blocks up to `len` without changing the file's size.
+    /// Reserves blocks up to `len`; the file size grows to `len` (writes inside the size
+    /// avoid an inode size update per write; recovery finds the logical end by scanning).
     async fn preallocate(&self, len: u64) -> io::Result<()>;
     /// The file's size in bytes.
     async fn size(&self) -> io::Result<u64>;
@@ -129,7 +130,11 @@ impl Storage for DmaStorage {
     /// fails with EOPNOTSUPP on devices without poll queues (virtio). So the first DMA file
     /// opened is a probe file with one written block, which makes the probe test the device.
     async fn prepare(&self, dir: &Path) -> io::Result<()> {
-        let probe = dir.join(format!(".iopoll-probe-{}", std::process::id()));
+        // One probe file per call: every shard prepares at once, in the same process. (Added
+        // by the server session: a shared name let one shard delete another's probe.)
+        static PROBE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = PROBE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = dir.join(format!(".iopoll-probe-{}-{seq}", std::process::id()));
         std::fs::write(&probe, vec![0u8; BLOCK_BYTES as usize])?;
         let opened = glommio::io::DmaFile::open(&probe)
             .await
@@ -227,7 +232,7 @@ impl StorageFile for DmaFile {
     }
 
     async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.0.pre_allocate(len, true).await.map_err(glommio_to_io)
+        self.0.pre_allocate(len, false).await.map_err(glommio_to_io)
     }
 
     async fn size(&self) -> io::Result<u64> {
