@@ -1,6 +1,6 @@
 //! The `keel` binary: parse the settings, start logging, run the broker until a signal.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use keel_server::{config::Config, shutdown, shutdown::ShutdownFlag};
 use tracing_subscriber::EnvFilter;
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Before any other thread starts: the signal mask is inherited by the shards.
     let flag = ShutdownFlag::default();

@@ -1,0 +1,221 @@
+//! Produce and fetch over a real socket: many partitions (on both shards) in one request, old
+//! and flexible versions, acks 0/1/all, the long poll, byte limits, ListOffsets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{batch, fetch_request, produce_request, values, Broker, TestResult};
+use kafka_protocol::messages::{
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    produce_request::{PartitionProduceData, TopicProduceData},
+    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+};
+
+#[test]
+fn many_partitions_in_one_request_round_trip() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    c.create_topic("multi", 4)?;
+    for (version, round) in [(3i16, 0i64), (9, 1)] {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(common::topic("multi"))
+                .with_partition_data(
+                    (0..4)
+                        .map(|p| -> TestResult<PartitionProduceData> {
+                            let v = [format!("p{p}-r{round}-a"), format!("p{p}-r{round}-b")];
+                            let v: Vec<&str> = v.iter().map(String::as_str).collect();
+                            Ok(PartitionProduceData::default()
+                                .with_index(p)
+                                .with_records(Some(batch(&v)?)))
+                        })
+                        .collect::<TestResult<Vec<_>>>()?,
+                )]);
+        let resp = c.send(version, &req)?;
+        let parts = &resp
+            .responses
+            .first()
+            .ok_or("no topic")?
+            .partition_responses;
+        assert_eq!(parts.len(), 4);
+        for (p, r) in parts.iter().enumerate() {
+            assert_eq!(r.index, i32::try_from(p)?, "answers in request order");
+            assert_eq!(r.error_code, 0);
+            assert_eq!(r.base_offset, 2 * round);
+        }
+    }
+    for version in [4i16, 11, 12] {
+        let resp = c.send(
+            version,
+            &fetch_request("multi", &[(3, 0), (0, 0), (2, 1), (1, 4)], 100),
+        )?;
+        let parts = &resp.responses.first().ok_or("no topic")?.partitions;
+        let got: Vec<(i32, i64, Vec<String>)> = parts
+            .iter()
+            .map(|p| -> TestResult<_> {
+                assert_eq!(p.error_code, 0);
+                let records = p.records.clone().unwrap_or_default();
+                Ok((p.partition_index, p.high_watermark, values(&records)?))
+            })
+            .collect::<TestResult<_>>()?;
+        let all = |p: i32| {
+            vec![
+                format!("p{p}-r0-a"),
+                format!("p{p}-r0-b"),
+                format!("p{p}-r1-a"),
+                format!("p{p}-r1-b"),
+            ]
+        };
+        assert_eq!(got[0], (3, 4, all(3)), "v{version}");
+        assert_eq!(got[1], (0, 4, all(0)));
+        // From offset 1, inside the first batch: the whole batch comes back.
+        assert_eq!(got[2], (2, 4, all(2)));
+        assert_eq!(got[3], (1, 4, vec![]), "at the high watermark: nothing yet");
+    }
+    Ok(())
+}
+
+#[test]
+fn acks_zero_gets_no_response_and_the_connection_goes_on() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    let frame = c.frame(9, &produce_request(0, "quiet", 0, batch(&["x"])?))?;
+    std::io::Write::write_all(&mut c.stream, &frame)?;
+    // The next response on this connection is the metadata's, not a produce answer.
+    let meta = c.send(9, &MetadataRequest::default().with_topics(None))?;
+    assert!(meta
+        .topics
+        .iter()
+        .any(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "quiet")));
+    let p = c.fetch(11, "quiet", 0, 0, 1000)?;
+    assert_eq!(values(&p.records.unwrap_or_default())?, ["x"]);
+    Ok(())
+}
+
+#[test]
+fn acks_one_and_all_answer_with_offsets() -> TestResult {
+    let broker = Broker::start(&["--fsync", "always"])?;
+    let mut c = broker.client()?;
+    for (i, acks) in [1i16, -1].into_iter().enumerate() {
+        let resp = c.send(7, &produce_request(acks, "acked", 0, batch(&["a", "b"])?))?;
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 2 * i64::try_from(i)?));
+        assert_eq!(p.log_start_offset, 0);
+    }
+    Ok(())
+}
+
+#[test]
+fn long_poll_wakes_when_a_produce_arrives() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    c.produce(9, "poll", 0, batch(&["first"])?)?;
+    let addr = broker.addr;
+    let waiter = std::thread::spawn(move || -> Result<(Duration, Vec<String>), String> {
+        let mut c = common::Client::connect(addr).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let p = c
+            .fetch(11, "poll", 0, 1, 20_000)
+            .map_err(|e| e.to_string())?;
+        let v = values(&p.records.unwrap_or_default()).map_err(|e| e.to_string())?;
+        Ok((start.elapsed(), v))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    c.produce(9, "poll", 0, batch(&["second"])?)?;
+    let (waited, got) = waiter.join().map_err(|_| "waiter panicked")??;
+    assert_eq!(got, ["second"]);
+    assert!(
+        waited >= Duration::from_millis(400),
+        "it waited: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the produce: {waited:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn long_poll_ends_at_max_wait_when_nothing_comes() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    c.produce(9, "idle", 0, batch(&["only"])?)?;
+    let start = Instant::now();
+    let p = c.fetch(11, "idle", 0, 1, 600)?;
+    let waited = start.elapsed();
+    assert_eq!((p.error_code, p.high_watermark), (0, 1));
+    assert!(values(&p.records.unwrap_or_default())?.is_empty());
+    assert!(waited >= Duration::from_millis(550), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    Ok(())
+}
+
+#[test]
+fn max_bytes_limits_the_answer_but_the_first_batch_is_whole() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    let big = "x".repeat(2000);
+    for _ in 0..3 {
+        c.produce(9, "sized", 0, batch(&[&big])?)?;
+    }
+    let req = fetch_request("sized", &[(0, 0)], 100).with_max_bytes(100);
+    let resp = c.send(11, &req)?;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(values(&p.records.clone().unwrap_or_default())?.len(), 1);
+    assert_eq!(p.high_watermark, 3);
+    let req = fetch_request("sized", &[(0, 0)], 100).with_max_bytes(5000);
+    let resp = c.send(11, &req)?;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(values(&p.records.clone().unwrap_or_default())?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn fetch_past_the_end_is_offset_out_of_range() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    c.produce(9, "short", 0, batch(&["a"])?)?;
+    let p = c.fetch(11, "short", 0, 5, 100)?;
+    assert_eq!(p.error_code, 1, "OFFSET_OUT_OF_RANGE");
+    Ok(())
+}
+
+#[test]
+fn list_offsets_earliest_latest_and_by_time() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    c.produce(9, "times", 0, batch(&["a", "b"])?)?;
+    std::thread::sleep(Duration::from_millis(20));
+    c.produce(9, "times", 0, batch(&["c"])?)?;
+    let list = |c: &mut common::Client, version: i16, ts: i64| -> TestResult<(i16, i64)> {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(common::topic("times"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)])]);
+        let resp = c.send(version, &req)?;
+        let p = &resp.topics[0].partitions[0];
+        Ok((p.error_code, p.offset))
+    };
+    for version in [1i16, 5, 7] {
+        assert_eq!(list(&mut c, version, -2)?, (0, 0), "earliest v{version}");
+        assert_eq!(list(&mut c, version, -1)?, (0, 3), "latest v{version}");
+        assert_eq!(list(&mut c, version, 0)?, (0, 0), "by time 0");
+        assert_eq!(
+            list(&mut c, version, i64::MAX / 2)?,
+            (0, -1),
+            "past every batch"
+        );
+    }
+    assert_eq!(
+        list(&mut c, 7, -3)?,
+        (0, 2),
+        "max timestamp: the last batch"
+    );
+    Ok(())
+}
