@@ -126,10 +126,15 @@ pub fn peek(buf: &[u8]) -> Result<(&BatchHeader, usize), BatchError> {
 /// # Errors
 /// The first check that fails.
 pub fn validate(buf: &[u8], batch_bytes_max: usize) -> Result<BatchInfo, BatchError> {
-    let (header, total) = peek(buf)?;
-    if header.magic != 2 {
-        return Err(BatchError::UnsupportedMagic(header.magic));
+    // The magic byte sits at the same place in every message format (after offset and
+    // length), so an old-format message shorter than a v2 header is still named as such.
+    if let Some(&magic) = buf.get(16) {
+        let magic = magic as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
     }
+    let (header, total) = peek(buf)?;
     if total > batch_bytes_max {
         return Err(BatchError::TooLarge {
             bytes: total,
@@ -310,6 +315,13 @@ mod tests {
         let mut b = BytesMut::from(&build(0, &[b"x"])[..]);
         b[16] = 1;
         assert_eq!(validate(&b, 1 << 20), Err(BatchError::UnsupportedMagic(1)));
+    }
+
+    #[test]
+    fn short_old_format_message_is_named_by_its_magic() {
+        let mut m = vec![0u8; 30];
+        m[16] = 1;
+        assert_eq!(validate(&m, 1 << 20), Err(BatchError::UnsupportedMagic(1)));
     }
 
     #[test]

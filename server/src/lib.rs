@@ -22,6 +22,7 @@
 //! records are a slice of the frame → `Shard::append` on the owner shard → the response, in
 //! request order, once the engine says the batch is durable.
 
+pub mod alloc;
 pub mod broker;
 pub mod codec;
 pub mod config;

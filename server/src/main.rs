@@ -5,6 +5,11 @@ use std::{io::IsTerminal, process::ExitCode};
 use keel_server::{config::Config, shutdown, shutdown::ShutdownFlag};
 use tracing_subscriber::EnvFilter;
 
+/// Large allocations are reserved lazily: a length read off the wire cannot abort the broker
+/// (see `keel_server::alloc`).
+#[global_allocator]
+static ALLOC: keel_server::alloc::LazyLargeAlloc = keel_server::alloc::LazyLargeAlloc;
+
 fn main() -> ExitCode {
     let config = match Config::load() {
         Ok(c) => c,
@@ -21,6 +26,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2") {
+        tracing::warn!("vm.overcommit_memory is 2 (strict): a request declaring a huge length may abort the broker; see keel_server::alloc");
+    }
     // Before any other thread starts: the signal mask is inherited by the shards.
     let flag = ShutdownFlag::default();
     if let Err(e) = shutdown::install(flag.clone()) {
