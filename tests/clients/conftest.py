@@ -130,7 +130,7 @@ class Broker:
             self.proc = subprocess.Popen(
                 [str(KEEL_BIN), *self.args], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                env={**os.environ, "RUST_BACKTRACE": "1"})
+                env={"RUST_BACKTRACE": "0", **os.environ})
         self._wait_ready()
 
     def _wait_ready(self) -> None:

@@ -204,7 +204,9 @@ async function main() {
   const fn = COMMANDS[command]
   if (!fn) throw new Error(`unknown command ${command}; have ${Object.keys(COMMANDS)}`)
   const result = await fn(JSON.parse(json || '{}'))
-  console.log(JSON.stringify(result, (_, v) => (typeof v === 'bigint' ? v.toString() : v)))
+  const line = JSON.stringify(result, (_, v) => (typeof v === 'bigint' ? v.toString() : v))
+  // A pipe write is asynchronous in Node: exit only once the whole line is out.
+  await new Promise(resolve => process.stdout.write(line + '\n', resolve))
 }
 
 main().then(
