@@ -215,7 +215,58 @@ fn list_offsets_earliest_latest_and_by_time() -> TestResult {
     assert_eq!(
         list(&mut c, 7, -3)?,
         (0, 2),
-        "max timestamp: the last batch"
+        "max timestamp: the last record"
     );
+    // By time, the answer is the record, not its batch: "b" is the second record of the
+    // first batch.
+    let records = c.fetch(11, "times", 0, 0, 100)?.records.unwrap_or_default();
+    let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records.clone())?;
+    let b = sets[0].records.get(1).ok_or("no second record")?;
+    assert_eq!(list(&mut c, 5, b.timestamp)?, (0, 1));
+    Ok(())
+}
+
+#[test]
+fn old_produce_versions_answer_in_their_layout() -> TestResult {
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::{
+        messages::RequestHeader,
+        protocol::{Encodable, StrBytes},
+    };
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    for version in 0i16..=2 {
+        // A v3 body without its leading transactional id (a null string, 2 bytes) is v0-v2.
+        let mut v3 = BytesMut::new();
+        produce_request(-1, "old", 0, batch(&["x"])?).encode(&mut v3, 3)?;
+        let mut frame = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(0)
+            .with_request_api_version(version)
+            .with_correlation_id(77)
+            .with_client_id(Some(StrBytes::from_static_str("old")))
+            .encode(&mut frame, 1)?;
+        frame.put_slice(&v3[2..]);
+        let mut framed = BytesMut::new();
+        framed.put_u32(u32::try_from(frame.len())?);
+        framed.put_slice(&frame);
+        std::io::Write::write_all(&mut c.stream, &framed)?;
+        let mut r = c.read_frame()?;
+        assert_eq!(r.get_i32(), 77);
+        assert_eq!(r.get_i32(), 1, "one topic");
+        let name_len = usize::try_from(r.get_i16())?;
+        assert_eq!(&r.split_to(name_len)[..], b"old");
+        assert_eq!(r.get_i32(), 1, "one partition");
+        assert_eq!(r.get_i32(), 0, "partition 0");
+        assert_eq!(r.get_i16(), 0, "no error");
+        assert_eq!(r.get_i64(), i64::from(version), "base offset");
+        if version >= 2 {
+            assert_eq!(r.get_i64(), -1, "log append time");
+        }
+        if version >= 1 {
+            assert_eq!(r.get_i32(), 0, "throttle time");
+        }
+        assert!(r.is_empty(), "v{version}: {} bytes left", r.len());
+    }
     Ok(())
 }

@@ -1,5 +1,10 @@
 //! ListOffsets (key 2), v1-v7: earliest (-2), latest (-1), max timestamp (-3, v7) and by
 //! timestamp, for many partitions at once.
+//!
+//! The engine finds the *batch* for a timestamp (its indexes hold batch timestamps); Kafka
+//! answers with the *record*: the first record at or after the time, or the first record with
+//! the largest time. So the batch is read back and its records decoded (decompressed if need
+//! be) to find that record. Only lookups by time pay for it.
 
 use futures::future::join_all;
 use kafka_protocol::{
@@ -8,8 +13,9 @@ use kafka_protocol::{
         list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
         ListOffsetsRequest, ListOffsetsResponse,
     },
+    records::RecordBatchDecoder,
 };
-use keel_engine::{OffsetSpec, TopicPartition};
+use keel_engine::{Offset, OffsetSpec, TopicPartition};
 
 use crate::{broker::Ctx, error::error_code};
 
@@ -49,10 +55,45 @@ async fn list_one(ctx: &Ctx, tp: TopicPartition, timestamp: i64) -> ListOffsetsP
         }
     };
     match ctx.shard.list_offset(&tp, spec).await {
-        Ok((offset, ts)) => base.with_offset(offset.0).with_timestamp(ts),
+        Ok((offset, ts)) => {
+            let (offset, ts) = match spec {
+                OffsetSpec::Timestamp(_) | OffsetSpec::MaxTimestamp if offset.0 >= 0 => {
+                    exact_record(ctx, &tp, spec, offset)
+                        .await
+                        .unwrap_or((offset.0, ts))
+                }
+                _ => (offset.0, ts),
+            };
+            base.with_offset(offset).with_timestamp(ts)
+        }
         Err(e) => base
             .with_error_code(error_code(&e))
             .with_offset(-1)
             .with_timestamp(-1),
     }
+}
+
+/// The record the lookup means, inside the batch the engine found at `batch`: (offset,
+/// timestamp), or `None` if the batch cannot be read back or decoded (the batch's own answer
+/// is used then).
+async fn exact_record(
+    ctx: &Ctx,
+    tp: &TopicPartition,
+    spec: OffsetSpec,
+    batch: Offset,
+) -> Option<(i64, i64)> {
+    let read = ctx.shard.read(tp, batch, 1).await.ok()?;
+    let mut bytes = read.batches.into_iter().next()?;
+    let sets = RecordBatchDecoder::decode_all(&mut bytes)
+        .map_err(|e| tracing::warn!(partition = %tp, error = %e, "cannot decode a batch"))
+        .ok()?;
+    let records = sets.iter().flat_map(|s| &s.records);
+    let found = match spec {
+        OffsetSpec::Timestamp(target) => records
+            .filter(|r| r.timestamp >= target)
+            .min_by_key(|r| r.offset),
+        // The first of the records with the largest timestamp.
+        _ => records.min_by_key(|r| (std::cmp::Reverse(r.timestamp), r.offset)),
+    }?;
+    Some((found.offset, found.timestamp))
 }

@@ -27,6 +27,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -39,11 +40,12 @@ const fn range(min: i16, max: i16) -> VersionRange {
 
 /// Every API keel serves, with the versions it handles.
 ///
-/// Produce stops at v11 and Fetch at v12 because later versions change what a request names a
+/// Produce v0-v2 exist for librdkafka's feature check (see [`produce`]). Produce stops at v11
+/// and Fetch at v12 because later versions change what a request names a
 /// topic by or what a response must carry for features keel lacks; every listed client
 /// negotiates down to these.
 pub const APIS: &[(ApiKey, VersionRange)] = &[
-    (ApiKey::Produce, range(3, 11)),
+    (ApiKey::Produce, range(0, 11)),
     (ApiKey::Fetch, range(4, 12)),
     (ApiKey::ListOffsets, range(1, 7)),
     (ApiKey::Metadata, range(0, 12)),
@@ -54,6 +56,7 @@ pub const APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeConfigs, range(1, 4)),
     (ApiKey::CreatePartitions, range(0, 3)),
     (ApiKey::DescribeCluster, range(0, 1)),
+    (ApiKey::FindCoordinator, range(0, 4)),
 ];
 
 /// The versions of `api` keel serves, if any.
@@ -71,6 +74,7 @@ pub fn supported(api: ApiKey) -> Option<VersionRange> {
 pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>, ConnectionError> {
     let v = req.version();
     match req.api {
+        ApiKey::Produce if v < 3 => produce::handle_legacy(ctx, req).await,
         ApiKey::Produce => produce::handle(ctx, v, req.decode_body()?)
             .await?
             .map(|r| encode(req, &r))
@@ -96,6 +100,9 @@ pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>, Connec
         }
         ApiKey::DescribeCluster => {
             answer(req, describe_cluster::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::FindCoordinator => {
+            answer(req, find_coordinator::handle(ctx, v, req.decode_body()?)).await
         }
         other => Err(ConnectionError::UnknownApi(other as i16)),
     }

@@ -1,4 +1,4 @@
-//! Produce (key 0), v3-v11: record batches, as `Bytes` slices of the request frame, go to
+//! Produce (key 0), v0-v11: record batches, as `Bytes` slices of the request frame, go to
 //! `Shard::append` for each partition (the engine routes to the owner shard), all partitions
 //! of the request at once. Topics are auto-created when the broker allows it.
 //!
@@ -6,7 +6,15 @@
 //! Kafka does, so that the client notices. acks=1 and acks=-1 (all) both answer once the
 //! engine has made the batch as durable as its fsync policy says: with one broker there is no
 //! replica to wait for, so "all" is the leader.
+//!
+//! Versions 0-2 are served although no current client sends them: librdkafka (up to at least
+//! 2.0.2) compresses a batch with gzip or snappy only if the broker advertises Produce v0, so
+//! without it kcat silently sends uncompressed batches. They differ from v3 only by the
+//! missing transactional id in the request and by fewer response fields; the kafka-protocol
+//! crate starts at v3, so [`handle_legacy`] adapts both ends (their batches, magic 0 or 1 in
+//! practice, are then refused by the engine with UNSUPPORTED_FOR_MESSAGE_FORMAT).
 
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::join_all;
 use kafka_protocol::{
     error::ResponseError,
@@ -15,13 +23,14 @@ use kafka_protocol::{
         produce_response::{PartitionProduceResponse, TopicProduceResponse},
         ProduceRequest, ProduceResponse,
     },
-    protocol::StrBytes,
+    protocol::{Decodable, StrBytes},
 };
 use keel_engine::{EngineError, TopicPartition};
 
 use super::metadata::ensure_topic;
 use crate::{
     broker::Ctx,
+    codec::RawRequest,
     error::{response_error, ConnectionError},
 };
 
@@ -145,4 +154,55 @@ fn failed(
         r.error_message = message.map(|m| StrBytes::from_string(m.to_string()));
     }
     r
+}
+
+/// Serves Produce v0-v2: the body is decoded as v3 behind a null transactional id, and the
+/// answer is encoded by hand in the older layout (v2 is v3's layout; v1 lacks the log append
+/// time; v0 also lacks the throttle time). Returns the response frame.
+///
+/// # Errors
+/// As [`handle`], and a body that does not decode.
+pub async fn handle_legacy(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>, ConnectionError> {
+    let version = req.version();
+    debug_assert!((0..3).contains(&version));
+    let mut shimmed = BytesMut::with_capacity(2 + req.body.len());
+    shimmed.put_i16(-1);
+    shimmed.put_slice(&req.body);
+    let decoded = ProduceRequest::decode(&mut shimmed.freeze(), 3).map_err(|e| {
+        ConnectionError::Malformed {
+            what: "request body",
+            reason: e.to_string(),
+        }
+    })?;
+    let Some(resp) = handle(ctx, 3, decoded).await? else {
+        return Ok(None);
+    };
+    let mut out = BytesMut::new();
+    out.put_i32(0); // the frame length, set below
+    out.put_i32(req.header.correlation_id);
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    out.put_i32(count(resp.responses.len()));
+    for t in &resp.responses {
+        put_string(&mut out, t.name.as_str());
+        out.put_i32(count(t.partition_responses.len()));
+        for p in &t.partition_responses {
+            out.put_i32(p.index);
+            out.put_i16(p.error_code);
+            out.put_i64(p.base_offset);
+            if version >= 2 {
+                out.put_i64(p.log_append_time_ms);
+            }
+        }
+    }
+    if version >= 1 {
+        out.put_i32(resp.throttle_time_ms);
+    }
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(Some(out.freeze()))
+}
+
+fn put_string(out: &mut BytesMut, s: &str) {
+    out.put_i16(i16::try_from(s.len()).unwrap_or(i16::MAX));
+    out.put_slice(s.as_bytes());
 }
