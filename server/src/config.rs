@@ -120,6 +120,10 @@ pub struct Config {
     /// Longest a Fetch may wait for data, whatever its max_wait_ms asks.
     #[arg(long, default_value_t = 30_000)]
     pub fetch_wait_ms_max: u64,
+    /// Largest Fetch answer, whatever its max_bytes asks (fetch.max.bytes); the first batch
+    /// found is sent whole even past it.
+    #[arg(long, default_value_t = 55 << 20)]
+    pub fetch_bytes_max: usize,
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_wait_ms_max: u64,
@@ -213,6 +217,7 @@ impl Config {
             ("shard_queue_max", self.shard_queue_max),
             ("batch_bytes_max", self.batch_bytes_max),
             ("read_bytes_max", self.read_bytes_max),
+            ("fetch_bytes_max", self.fetch_bytes_max),
             ("write_bytes_max", self.write_bytes_max),
             ("ring_depth", self.ring_depth),
         ];

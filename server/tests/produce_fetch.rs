@@ -270,3 +270,29 @@ fn old_produce_versions_answer_in_their_layout() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn partitions_past_the_byte_budget_still_report_their_offsets() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    c.create_topic("budget", 4)?;
+    let big = "y".repeat(2000);
+    for p in 0..4 {
+        c.produce(9, "budget", p, batch(&[&big])?)?;
+    }
+    let req = fetch_request("budget", &[(0, 0), (1, 0), (2, 0), (3, 5)], 100).with_max_bytes(3000);
+    let resp = c.send(11, &req)?;
+    let parts = &resp.responses[0].partitions;
+    let got: Vec<(i16, i64, usize)> = parts
+        .iter()
+        .map(|p| -> TestResult<_> {
+            let n = values(&p.records.clone().unwrap_or_default())?.len();
+            Ok((p.error_code, p.high_watermark, n))
+        })
+        .collect::<TestResult<_>>()?;
+    assert_eq!(got[0], (0, 1, 1), "the first batch fits");
+    assert_eq!(got[1], (0, 1, 0), "past the budget: offsets only");
+    assert_eq!(got[2], (0, 1, 0));
+    assert_eq!(got[3].0, 1, "the range is still checked past the budget");
+    Ok(())
+}

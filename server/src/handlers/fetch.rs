@@ -6,9 +6,10 @@
 //!        └──── any partition's high watermark moves past what was seen ◀── wait ◀─ no
 //! ```
 //! Bounds: each partition reads at most its `partition_max_bytes`, the answer holds at most
-//! the request's `max_bytes`, except that the first batch found is always whole (Kafka's rule,
-//! so that a batch larger than the limits cannot stall a consumer). The wait is at most the
-//! request's `max_wait_ms`, capped by the broker's `fetch_wait_ms_max`.
+//! the request's `max_bytes` (capped by the broker's `fetch_bytes_max`), except that the first
+//! batch found is always whole (Kafka's rule, so that a batch larger than the limits cannot
+//! stall a consumer). Memory follows the same budget: see [`read_all`]. The wait is at most
+//! the request's `max_wait_ms`, capped by the broker's `fetch_wait_ms_max`.
 //!
 //! Fetch sessions (KIP-227) are not kept: a request with session id 0 is answered in full with
 //! session id 0, which tells a client that no session was created; it then keeps sending full
@@ -45,7 +46,9 @@ pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchRespons
         .unwrap_or(0)
         .min(ctx.broker.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
-    let request_max = usize::try_from(req.max_bytes).unwrap_or(0);
+    let request_max = usize::try_from(req.max_bytes)
+        .unwrap_or(0)
+        .min(ctx.broker.config.fetch_bytes_max);
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let wanted: Vec<Vec<Wanted>> = req
         .topics
@@ -64,8 +67,7 @@ pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchRespons
         })
         .collect();
     let reads = loop {
-        let mut reads = read_all(ctx, &wanted).await;
-        let bytes = trim(&mut reads, request_max);
+        let (reads, bytes) = read_all(ctx, &wanted, request_max).await;
         let failed = reads.iter().flatten().any(Result::is_err);
         if bytes >= min_bytes || failed || Instant::now() >= deadline || ctx.shutdown.is_set() {
             break reads;
@@ -93,33 +95,89 @@ pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchRespons
 
 type Reads = Vec<Vec<Result<ReadOutcome, EngineError>>>;
 
-async fn read_all(ctx: &Ctx, wanted: &[Vec<Wanted>]) -> Reads {
-    join_all(wanted.iter().map(|parts| {
-        join_all(
-            parts
-                .iter()
-                .map(|w| ctx.shard.read(&w.tp, w.offset, w.max_bytes.max(1))),
-        )
-    }))
-    .await
-}
-
-/// Drops batches past the request's `max_bytes`, in request order, keeping the first batch
-/// found whole whatever its size. Returns the bytes kept.
-fn trim(reads: &mut Reads, request_max: usize) -> usize {
+/// Reads every partition, in request order, within the request's byte budget.
+///
+/// Partitions are read in windows: as many consecutive partitions at once (concurrently, on
+/// their shards) as the budget left covers with their own limits, so that memory stays
+/// within the budget (plus at most one oversized first batch per partition). Once the budget
+/// is spent, the remaining partitions report only their offsets. Returns the reads, shaped as
+/// the request, and the bytes of batches kept.
+async fn read_all(ctx: &Ctx, wanted: &[Vec<Wanted>], request_max: usize) -> (Reads, usize) {
+    let flat: Vec<&Wanted> = wanted.iter().flatten().collect();
+    let mut out: Vec<Result<ReadOutcome, EngineError>> = Vec::with_capacity(flat.len());
     let mut kept = 0usize;
-    for read in reads.iter_mut().flatten().flatten() {
-        let mut take = 0;
-        for batch in &read.batches {
-            if kept > 0 && kept + batch.len() > request_max {
+    while out.len() < flat.len() {
+        let start = out.len();
+        let left = request_max.saturating_sub(kept);
+        if left == 0 && kept > 0 {
+            let rest = flat[start..].iter().map(|w| offsets_only(ctx, w));
+            out.extend(join_all(rest).await);
+            break;
+        }
+        let mut end = start;
+        let mut window_bytes = 0usize;
+        while end < flat.len() {
+            let limit = flat[end].max_bytes.min(left).max(1);
+            if end > start && window_bytes + limit > left {
                 break;
             }
-            kept += batch.len();
-            take += 1;
+            window_bytes += limit;
+            end += 1;
         }
-        read.batches.truncate(take);
+        let reads = join_all(flat[start..end].iter().map(|w| {
+            ctx.shard
+                .read(&w.tp, w.offset, w.max_bytes.min(left).max(1))
+        }))
+        .await;
+        for mut read in reads {
+            if let Ok(r) = read.as_mut() {
+                kept += keep_within(&mut r.batches, kept, request_max);
+            }
+            out.push(read);
+        }
     }
-    kept
+    let mut out = out.into_iter();
+    let shaped = wanted
+        .iter()
+        .map(|parts| out.by_ref().take(parts.len()).collect())
+        .collect();
+    (shaped, kept)
+}
+
+/// Drops the batches past `request_max`, given `kept` bytes already in the answer; the first
+/// batch of the answer is always kept whole, whatever its size (Kafka's rule, so that a batch
+/// larger than the limits cannot stall a consumer). Returns the bytes kept here.
+fn keep_within(batches: &mut Vec<Bytes>, kept: usize, request_max: usize) -> usize {
+    let mut total = kept;
+    let mut take = 0;
+    for batch in batches.iter() {
+        if total > 0 && total + batch.len() > request_max {
+            break;
+        }
+        total += batch.len();
+        take += 1;
+    }
+    batches.truncate(take);
+    total - kept
+}
+
+/// A partition past the budget: its offsets, and the range check a read would have made.
+async fn offsets_only(ctx: &Ctx, w: &Wanted) -> Result<ReadOutcome, EngineError> {
+    let o = ctx.shard.offsets(&w.tp).await?;
+    if w.offset < o.log_start || w.offset > o.high_watermark {
+        return Err(EngineError::OffsetOutOfRange {
+            tp: w.tp.clone(),
+            requested: w.offset,
+            log_start: o.log_start,
+            high_watermark: o.high_watermark,
+        });
+    }
+    Ok(ReadOutcome {
+        batches: Vec::new(),
+        high_watermark: o.high_watermark,
+        log_start_offset: o.log_start,
+        last_stable_offset: o.high_watermark,
+    })
 }
 
 /// Waits until a partition that read cleanly has more data than seen, the deadline passes, or
