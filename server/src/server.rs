@@ -182,15 +182,15 @@ async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), Connecti
         };
         let response = match parse_frame(frame)? {
             Parsed::Request(req) => handlers::handle(ctx, &req).await?,
-            Parsed::ApiVersionsFallback { correlation_id } => Some(encode_response(
+            Parsed::ApiVersionsFallback { correlation_id } => Some(vec![encode_response(
                 kafka_protocol::messages::ApiKey::ApiVersions,
                 0,
                 correlation_id,
                 &handlers::api_versions::unsupported_version(),
-            )?),
+            )?]),
         };
-        if let Some(bytes) = response {
-            conn.write_response(std::slice::from_ref(&bytes)).await?;
+        if let Some(chunks) = response {
+            conn.write_response(&chunks).await?;
         }
         if ctx.shutdown.is_set() {
             return Ok(());

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{join_all, select, select_all, Either};
 use kafka_protocol::{
     error::ResponseError,
@@ -36,11 +36,17 @@ struct Wanted {
     max_bytes: usize,
 }
 
-/// Answers Fetch.
-pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchResponse {
+/// Answers Fetch: the response without its records, and the batches of each partition in
+/// request order, for [`super::fetch_response::encode`].
+pub async fn handle(
+    ctx: &Ctx,
+    _version: i16,
+    req: FetchRequest,
+) -> (FetchResponse, Vec<Vec<Bytes>>) {
     if req.session_id != 0 {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let resp =
+            FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return (resp, Vec::new());
     }
     let wait_ms = u64::try_from(req.max_wait_ms)
         .unwrap_or(0)
@@ -74,6 +80,7 @@ pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchRespons
         }
         wait_for_more(ctx, &wanted, &reads, deadline).await;
     };
+    let mut batches = Vec::with_capacity(reads.iter().map(Vec::len).sum());
     let responses = req
         .topics
         .into_iter()
@@ -83,14 +90,18 @@ pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> FetchRespons
                 .partitions
                 .iter()
                 .zip(parts)
-                .map(|(p, r)| partition_data(p.partition, r))
+                .map(|(p, r)| {
+                    let (data, b) = partition_data(p.partition, r);
+                    batches.push(b);
+                    data
+                })
                 .collect();
             FetchableTopicResponse::default()
                 .with_topic(t.topic)
                 .with_partitions(partitions)
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    (FetchResponse::default().with_responses(responses), batches)
 }
 
 type Reads = Vec<Vec<Result<ReadOutcome, EngineError>>>;
@@ -202,14 +213,21 @@ async fn wait_for_more(ctx: &Ctx, wanted: &[Vec<Wanted>], reads: &Reads, deadlin
     }
 }
 
-fn partition_data(index: i32, read: Result<ReadOutcome, EngineError>) -> PartitionData {
+/// A partition's answer without its records, and its batches.
+fn partition_data(
+    index: i32,
+    read: Result<ReadOutcome, EngineError>,
+) -> (PartitionData, Vec<Bytes>) {
     match read {
-        Ok(r) => PartitionData::default()
-            .with_partition_index(index)
-            .with_high_watermark(r.high_watermark.0)
-            .with_last_stable_offset(r.last_stable_offset.0)
-            .with_log_start_offset(r.log_start_offset.0)
-            .with_records(Some(concat(r.batches))),
+        Ok(r) => {
+            let data = PartitionData::default()
+                .with_partition_index(index)
+                .with_high_watermark(r.high_watermark.0)
+                .with_last_stable_offset(r.last_stable_offset.0)
+                .with_log_start_offset(r.log_start_offset.0)
+                .with_records(None);
+            (data, r.batches)
+        }
         Err(e) => {
             if !matches!(
                 e,
@@ -217,25 +235,12 @@ fn partition_data(index: i32, read: Result<ReadOutcome, EngineError>) -> Partiti
             ) {
                 tracing::warn!(error = %e, "fetch read failed");
             }
-            PartitionData::default()
+            let data = PartitionData::default()
                 .with_partition_index(index)
                 .with_error_code(error_code(&e))
                 .with_high_watermark(-1)
-        }
-    }
-}
-
-/// One buffer of the batches: the batch itself when there is one, else a copy.
-fn concat(batches: Vec<Bytes>) -> Bytes {
-    match batches.len() {
-        0 => Bytes::new(),
-        1 => batches.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-            for b in &batches {
-                out.extend_from_slice(b);
-            }
-            out.freeze()
+                .with_records(None);
+            (data, Vec::new())
         }
     }
 }

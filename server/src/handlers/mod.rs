@@ -27,6 +27,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod fetch_response;
 pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -65,21 +66,25 @@ pub fn supported(api: ApiKey) -> Option<VersionRange> {
     APIS.iter().find(|(k, _)| *k == api).map(|(_, r)| *r)
 }
 
-/// Runs one request; the encoded response frame, or `None` where Kafka sends none (a produce
-/// with acks=0).
+/// Runs one request; the encoded response frame as the chunks to write in order (one, except
+/// for Fetch, whose large batches go out uncopied), or `None` where Kafka sends none (a
+/// produce with acks=0).
 ///
 /// # Errors
 /// A body that does not decode, a response that does not encode, or a failed acks=0 produce:
 /// each closes the connection.
-pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>, ConnectionError> {
+pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Vec<Bytes>>, ConnectionError> {
     let v = req.version();
     match req.api {
-        ApiKey::Produce if v < 3 => produce::handle_legacy(ctx, req).await,
+        ApiKey::Produce if v < 3 => Ok(produce::handle_legacy(ctx, req).await?.map(|b| vec![b])),
         ApiKey::Produce => produce::handle(ctx, v, req.decode_body()?)
             .await?
-            .map(|r| encode(req, &r))
+            .map(|r| encode(req, &r).map(|b| vec![b]))
             .transpose(),
-        ApiKey::Fetch => answer(req, fetch::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::Fetch => {
+            let (resp, batches) = fetch::handle(ctx, v, req.decode_body()?).await;
+            fetch_response::encode(v, req.header.correlation_id, &resp, &batches).map(Some)
+        }
         ApiKey::ListOffsets => answer(req, list_offsets::handle(ctx, v, req.decode_body()?)).await,
         ApiKey::Metadata => answer(req, metadata::handle(ctx, v, req.decode_body()?)).await,
         ApiKey::ApiVersions => answer(req, api_versions::handle(v, req.decode_body()?)).await,
@@ -111,8 +116,8 @@ pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>, Connec
 async fn answer<R: Encodable>(
     req: &RawRequest,
     response: impl Future<Output = R>,
-) -> Result<Option<Bytes>, ConnectionError> {
-    encode(req, &response.await).map(Some)
+) -> Result<Option<Vec<Bytes>>, ConnectionError> {
+    encode(req, &response.await).map(|b| Some(vec![b]))
 }
 
 fn encode<R: Encodable>(req: &RawRequest, response: &R) -> Result<Bytes, ConnectionError> {
