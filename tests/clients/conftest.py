@@ -199,10 +199,19 @@ def broker_factory(request, tmp_path):
     request.node.stash[BROKERS_KEY] = brokers
 
     def start(**kwargs) -> Broker:
-        b = Broker(tmp_path, **kwargs)
-        brokers.append(b)
-        b.start()
-        return b
+        for attempt in range(3):
+            b = Broker(tmp_path, **kwargs)
+            brokers.append(b)
+            try:
+                b.start()
+                return b
+            except BrokerError:
+                # Another process may take a free port between our probe and keel's bind.
+                # Only a port we picked ourselves can be picked again.
+                lost_race = re.search(r"in use|AddrInUse", b.log_text(), re.I) is not None
+                if not lost_race or "port" in kwargs or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     yield start
     errors = []
