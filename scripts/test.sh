@@ -3,7 +3,7 @@
 #   deps     scripts/test-deps.sh (kcat, node, the Python venv, KafkaJS)
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --workspace --all-targets -- -D warnings
-#   test     cargo test --workspace --release
+#   test     cargo test --workspace --release --all-targets (benchmarks once each), and doctests
 #   build    cargo build --release -p keel-server   (target/release/keel)
 #   clients  pytest tests/clients: real Kafka clients against the real keel process
 #
@@ -90,7 +90,9 @@ for s in "${STAGES[@]}"; do
     deps) bash scripts/test-deps.sh ;;
     fmt) cargo fmt --all --check ;;
     clippy) cargo clippy --workspace --all-targets --locked -- -D warnings ;;
-    test) cargo test --workspace --release --locked ;;
+    # --all-targets runs every criterion benchmark once too (so they cannot rot); it skips
+    # doctests, which the second command runs.
+    test) cargo test --workspace --release --locked --all-targets && cargo test --workspace --release --locked --doc ;;
     build) cargo build --release --locked -p keel-server ;;
     clients) run_clients ;;
   esac
