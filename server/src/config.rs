@@ -117,6 +117,10 @@ pub struct Config {
     /// Open client connections at once, over all shards; past it new ones are closed.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
+    /// A connection on which no whole request arrives for this long is closed
+    /// (connections.max.idle.ms); clients reconnect when they need to.
+    #[arg(long, default_value_t = 600_000)]
+    pub connection_idle_ms_max: u64,
     /// Longest a Fetch may wait for data, whatever its max_wait_ms asks.
     #[arg(long, default_value_t = 30_000)]
     pub fetch_wait_ms_max: u64,
@@ -223,6 +227,11 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));
+        }
+        if self.connection_idle_ms_max == 0 {
+            return Err(ConfigError::Invalid(
+                "connection_idle_ms_max must be positive".into(),
+            ));
         }
         if self.default_partitions < 1 {
             return Err(ConfigError::Invalid(

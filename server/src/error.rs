@@ -37,6 +37,12 @@ pub enum ConnectionError {
         /// Bytes the frame announced.
         need: usize,
     },
+    /// No whole request arrived for `connection_idle_ms_max` (Kafka's connections.max.idle.ms).
+    #[error("no request for {ms} ms")]
+    Idle {
+        /// The limit.
+        ms: u64,
+    },
     /// An API key this broker does not serve.
     #[error("unsupported API key {0}")]
     UnknownApi(i16),

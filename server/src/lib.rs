@@ -16,6 +16,8 @@
 //! - [`broker`]: what shards share (settings, counters, broker state) and what a handler sees.
 //! - [`state`]: the cluster id and the producer id counter, kept in the data dir.
 //! - [`shutdown`]: SIGTERM/SIGINT to a flag every shard watches.
+//! - [`alloc`]: the global allocator, which reserves huge allocations lazily so that a length
+//!   read off the wire cannot abort the broker.
 //!
 //! Data flow of a produce: socket → [`connection::Connection::read_frame`] (the frame is one
 //! `Bytes`) → [`codec::parse_frame`] → [`handlers::produce`] decodes the body; each partition's

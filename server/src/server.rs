@@ -158,7 +158,9 @@ async fn serve(ctx: &Ctx, stream: TcpStream, _slot: ConnectionSlot) {
 
 fn log_closed(peer: Option<SocketAddr>, e: &ConnectionError) {
     match e {
-        ConnectionError::Io { .. } | ConnectionError::Truncated { .. } => {
+        ConnectionError::Io { .. }
+        | ConnectionError::Truncated { .. }
+        | ConnectionError::Idle { .. } => {
             tracing::debug!(peer = ?peer, error = %e, "connection lost");
         }
         ConnectionError::Encode { .. } => {
@@ -169,12 +171,19 @@ fn log_closed(peer: Option<SocketAddr>, e: &ConnectionError) {
 }
 
 async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), ConnectionError> {
+    let idle_max = Duration::from_millis(ctx.broker.config.connection_idle_ms_max);
     loop {
         let frame = {
             let read = Box::pin(conn.read_frame());
-            match select(read, ctx.shutdown.clone()).await {
+            let idle = Box::pin(glommio::timer::sleep(idle_max));
+            match select(read, select(ctx.shutdown.clone(), idle)).await {
                 Either::Left((frame, _)) => frame?,
-                Either::Right(((), _)) => return Ok(()),
+                Either::Right((Either::Left(((), _)), _)) => return Ok(()),
+                Either::Right((Either::Right(_), _)) => {
+                    return Err(ConnectionError::Idle {
+                        ms: ctx.broker.config.connection_idle_ms_max,
+                    })
+                }
             }
         };
         let Some(frame) = frame else {

@@ -226,3 +226,16 @@ fn crc32_ieee(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn idle_and_half_sent_connections_are_closed() -> TestResult {
+    let broker = Broker::start(&["--connection-idle-ms-max", "300"])?;
+    let mut quiet = broker.client()?;
+    let mut slow = broker.client()?;
+    slow.stream.write_all(&raw_frame(1000, &[0, 18, 0, 3]))?;
+    let start = std::time::Instant::now();
+    assert!(quiet.is_closed());
+    assert!(slow.is_closed(), "a frame never finished is no activity");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    still_serves(&broker)
+}
