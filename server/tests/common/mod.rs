@@ -159,6 +159,7 @@ impl Drop for Broker {
 pub struct Client {
     pub stream: TcpStream,
     correlation_id: i32,
+    expected: Option<i32>,
 }
 
 impl Client {
@@ -169,6 +170,7 @@ impl Client {
         Ok(Client {
             stream,
             correlation_id: 0,
+            expected: None,
         })
     }
 
@@ -196,6 +198,12 @@ impl Client {
         self.receive::<R>(version)
     }
 
+    /// Makes the next [`Client::receive`] expect this correlation id: the first request made
+    /// by this client is 1, the next 2, and so on.
+    pub fn set_expected_correlation(&mut self, id: i32) {
+        self.expected = Some(id);
+    }
+
     /// Reads the response to a request of type `R`.
     pub fn receive<R: Request>(&mut self, version: i16) -> TestResult<R::Response> {
         let mut body = self.read_frame()?;
@@ -203,10 +211,11 @@ impl Client {
             &mut body,
             <R::Response as HeaderVersion>::header_version(version),
         )?;
-        if header.correlation_id != self.correlation_id {
+        let expected = self.expected.take().unwrap_or(self.correlation_id);
+        if header.correlation_id != expected {
             return Err(format!(
-                "correlation id {} for request {}",
-                header.correlation_id, self.correlation_id
+                "correlation id {} for request {expected}",
+                header.correlation_id
             )
             .into());
         }
