@@ -10,7 +10,8 @@
 //!        └─ split_to ─────┘            → Bytes shared with buf, no copy
 //! ```
 //! A frame is split off the read buffer as `Bytes`, so the record batches a produce carries are
-//! slices of the very buffer the socket wrote into, all the way to the engine.
+//! slices of that buffer all the way to the engine; the body of a large frame is read straight
+//! into it by the socket, small reads go through a fixed scratch buffer.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +22,8 @@ use crate::error::ConnectionError;
 /// The smallest request: api key, api version, correlation id (2 + 2 + 4 bytes).
 pub const FRAME_BYTES_MIN: usize = 8;
 
-/// Bytes read ahead at least per read, so that pipelined small requests arrive in one read.
+/// Bytes read at once for small frames, so that pipelined small requests arrive in one read;
+/// the rest of a frame larger than this is read straight into its buffer.
 const READ_AHEAD_BYTES: usize = 16 * 1024;
 
 /// An idle read buffer larger than this is dropped rather than kept for the connection's life.
@@ -33,7 +35,13 @@ const _: () = assert!(READ_AHEAD_BYTES <= IDLE_BUFFER_BYTES_MAX);
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
+    /// Bytes received and not yet handed out as frames.
     buf: BytesMut,
+    /// How many bytes of `buf` are valid: a read cancelled while it wrote straight into `buf`
+    /// leaves zero-fill past this point, which the next call cuts off.
+    valid: usize,
+    /// Small reads land here first, so that a read of a few bytes does not zero-fill a buffer.
+    scratch: Box<[u8]>,
     request_bytes_max: usize,
 }
 
@@ -44,6 +52,8 @@ impl Connection {
         Connection {
             stream,
             buf: BytesMut::with_capacity(READ_AHEAD_BYTES),
+            valid: 0,
+            scratch: vec![0; READ_AHEAD_BYTES].into_boxed_slice(),
             request_bytes_max,
         }
     }
@@ -54,11 +64,14 @@ impl Connection {
     /// # Errors
     /// A frame length out of bounds, a connection closed mid-frame, or a socket error.
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, ConnectionError> {
+        self.buf.truncate(self.valid);
         loop {
             let need = match self.frame_length()? {
                 Some(len) if self.buf.len() >= 4 + len => {
                     self.buf.advance(4);
-                    return Ok(Some(self.buf.split_to(len).freeze()));
+                    let frame = self.buf.split_to(len).freeze();
+                    self.valid = self.buf.len();
+                    return Ok(Some(frame));
                 }
                 Some(len) => 4 + len,
                 None => 4,
@@ -67,19 +80,23 @@ impl Connection {
                 self.buf = BytesMut::with_capacity(READ_AHEAD_BYTES);
             }
             let have = self.buf.len();
-            let want = (need - have).max(READ_AHEAD_BYTES);
-            // The buffer is zero-filled up to `want` so that the reader gets an initialised
-            // slice; for a large frame that is the frame itself, read straight into place.
-            self.buf.resize(have + want, 0);
-            let read = self.stream.read(&mut self.buf[have..]).await;
-            let n = match read {
-                Ok(n) => n,
-                Err(source) => {
-                    self.buf.truncate(have);
-                    return Err(ConnectionError::Io { op: "read", source });
-                }
+            let n = if need - have > self.scratch.len() {
+                // The rest of a large frame: read straight into place (zero-filled first, as
+                // the reader wants an initialised slice; the frame is about to fill it).
+                self.buf.resize(need, 0);
+                let read = self.stream.read(&mut self.buf[have..]).await;
+                self.buf.truncate(have + read.as_ref().map_or(0, |n| *n));
+                read.map_err(|source| ConnectionError::Io { op: "read", source })?
+            } else {
+                let n = self
+                    .stream
+                    .read(&mut self.scratch)
+                    .await
+                    .map_err(|source| ConnectionError::Io { op: "read", source })?;
+                self.buf.extend_from_slice(&self.scratch[..n]);
+                n
             };
-            self.buf.truncate(have + n);
+            self.valid = self.buf.len();
             if n == 0 {
                 if have == 0 {
                     return Ok(None);

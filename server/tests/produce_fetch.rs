@@ -296,3 +296,33 @@ fn partitions_past_the_byte_budget_still_report_their_offsets() -> TestResult {
     assert_eq!(got[3].0, 1, "the range is still checked past the budget");
     Ok(())
 }
+
+#[test]
+fn large_batches_round_trip() -> TestResult {
+    let broker = Broker::start(&[])?;
+    let mut c = broker.client()?;
+    // Larger than the 1 MiB partition_max_bytes of these fetches: it comes whole, alone.
+    let big: String = (0..1_200_000u32)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).unwrap_or(0)))
+        .collect();
+    let small = "s".repeat(100);
+    for v in [&big, &small, &big] {
+        assert_eq!(c.produce(9, "large", 0, batch(&[v])?)?.error_code, 0);
+    }
+    for version in [4i16, 12] {
+        let mut got = Vec::new();
+        for offset in 0..3 {
+            let resp = c.send(version, &fetch_request("large", &[(0, offset)], 100))?;
+            let p = &resp.responses[0].partitions[0];
+            got.push(values(&p.records.clone().unwrap_or_default())?);
+        }
+        assert_eq!(got[0], [big.clone()], "v{version}");
+        assert_eq!(
+            got[1],
+            [small.clone()],
+            "the next big batch does not fit after it"
+        );
+        assert_eq!(got[2], [big.clone()]);
+    }
+    Ok(())
+}
