@@ -316,13 +316,13 @@ fn large_batches_round_trip() -> TestResult {
             let p = &resp.responses[0].partitions[0];
             got.push(values(&p.records.clone().unwrap_or_default())?);
         }
-        assert_eq!(got[0], [big.clone()], "v{version}");
+        assert_eq!(got[0], std::slice::from_ref(&big), "v{version}");
         assert_eq!(
             got[1],
-            [small.clone()],
+            std::slice::from_ref(&small),
             "the next big batch does not fit after it"
         );
-        assert_eq!(got[2], [big.clone()]);
+        assert_eq!(got[2], std::slice::from_ref(&big));
     }
     Ok(())
 }
