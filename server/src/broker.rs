@@ -2,6 +2,7 @@
 
 use std::{
     net::SocketAddr,
+    rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, OnceLock,
@@ -115,4 +116,6 @@ pub struct Ctx {
     pub broker: Arc<Broker>,
     /// Fires when shutdown starts (ends long polls early).
     pub shutdown: ShutdownSignal,
+    /// This shard's budget of bytes in large request frames (`request_memory_bytes_max`).
+    pub request_memory: Rc<glommio::sync::Semaphore>,
 }

@@ -114,6 +114,10 @@ pub struct Config {
     /// (socket.request.max.bytes).
     #[arg(long, default_value_t = 100 << 20)]
     pub request_bytes_max: usize,
+    /// Bytes of large request frames (over 16 KiB) each shard holds at once, read or being
+    /// handled; past it, connections wait before reading more (queued.max.request.bytes).
+    #[arg(long, default_value_t = 512 << 20)]
+    pub request_memory_bytes_max: usize,
     /// Open client connections at once, over all shards; past it new ones are closed.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
@@ -222,6 +226,7 @@ impl Config {
             ("batch_bytes_max", self.batch_bytes_max),
             ("read_bytes_max", self.read_bytes_max),
             ("fetch_bytes_max", self.fetch_bytes_max),
+            ("request_memory_bytes_max", self.request_memory_bytes_max),
             ("write_bytes_max", self.write_bytes_max),
             ("ring_depth", self.ring_depth),
         ];

@@ -9,13 +9,22 @@
 //!  buf: [len][frame.......][len][fra|   (read-ahead of the next frame)
 //!        └─ split_to ─────┘            → Bytes shared with buf, no copy
 //! ```
+//! A large frame first takes its size from the shard's request memory budget
+//! (`request_memory_bytes_max`), and holds it until its response is written: past the budget,
+//! connections stop reading until earlier requests finish.
+//!
 //! A frame is split off the read buffer as `Bytes`, so the record batches a produce carries are
 //! slices of that buffer all the way to the engine; the body of a large frame is read straight
 //! into it by the socket, small reads go through a fixed scratch buffer.
 
+use std::rc::Rc;
+
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use glommio::{
+    net::TcpStream,
+    sync::{Semaphore, StaticPermit},
+};
 
 use crate::error::ConnectionError;
 
@@ -31,8 +40,15 @@ const IDLE_BUFFER_BYTES_MAX: usize = 1 << 20;
 
 const _: () = assert!(READ_AHEAD_BYTES <= IDLE_BUFFER_BYTES_MAX);
 
-/// A framed client connection.
+/// A request frame, holding its share of the shard's request memory until dropped.
 #[derive(Debug)]
+pub struct Frame {
+    /// The frame without its length prefix.
+    pub bytes: Bytes,
+    _memory: Option<StaticPermit>,
+}
+
+/// A framed client connection.
 pub struct Connection {
     stream: TcpStream,
     /// Bytes received and not yet handed out as frames.
@@ -43,18 +59,41 @@ pub struct Connection {
     /// Small reads land here first, so that a read of a few bytes does not zero-fill a buffer.
     scratch: Box<[u8]>,
     request_bytes_max: usize,
+    /// The shard's request memory budget, and this connection's share of it for the frame
+    /// being read.
+    memory: Rc<Semaphore>,
+    memory_bytes_max: usize,
+    permit: Option<StaticPermit>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("buffered", &self.valid)
+            .field("holds_memory", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connection {
-    /// Wraps an accepted stream.
+    /// Wraps an accepted stream; large frames take their size from `memory`, which holds
+    /// `memory_bytes_max` in all.
     #[must_use]
-    pub fn new(stream: TcpStream, request_bytes_max: usize) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        request_bytes_max: usize,
+        memory: Rc<Semaphore>,
+        memory_bytes_max: usize,
+    ) -> Self {
         Connection {
             stream,
             buf: BytesMut::with_capacity(READ_AHEAD_BYTES),
             valid: 0,
             scratch: vec![0; READ_AHEAD_BYTES].into_boxed_slice(),
             request_bytes_max,
+            memory,
+            memory_bytes_max,
+            permit: None,
         }
     }
 
@@ -63,15 +102,18 @@ impl Connection {
     ///
     /// # Errors
     /// A frame length out of bounds, a connection closed mid-frame, or a socket error.
-    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, ConnectionError> {
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
         self.buf.truncate(self.valid);
         loop {
             let need = match self.frame_length()? {
                 Some(len) if self.buf.len() >= 4 + len => {
                     self.buf.advance(4);
-                    let frame = self.buf.split_to(len).freeze();
+                    let bytes = self.buf.split_to(len).freeze();
                     self.valid = self.buf.len();
-                    return Ok(Some(frame));
+                    return Ok(Some(Frame {
+                        bytes,
+                        _memory: self.permit.take(),
+                    }));
                 }
                 Some(len) => 4 + len,
                 None => 4,
@@ -81,6 +123,18 @@ impl Connection {
             }
             let have = self.buf.len();
             let n = if need - have > self.scratch.len() {
+                if self.permit.is_none() {
+                    // A frame larger than the whole budget takes all of it.
+                    let units = need.min(self.memory_bytes_max) as u64;
+                    let permit = Rc::clone(&self.memory)
+                        .acquire_static_permit(units)
+                        .await
+                        .map_err(|e| ConnectionError::Io {
+                            op: "reserve request memory",
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                    self.permit = Some(permit);
+                }
                 // The rest of a large frame: read straight into place (zero-filled first, as
                 // the reader wants an initialised slice; the frame is about to fill it).
                 self.buf.resize(need, 0);

@@ -42,10 +42,14 @@ pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
             return;
         }
     };
+    let request_memory = Rc::new(glommio::sync::Semaphore::new(
+        broker.config.request_memory_bytes_max as u64,
+    ));
     let ctx = Ctx {
         shard,
         broker,
         shutdown,
+        request_memory,
     };
     let live = Rc::new(Cell::new(0usize));
     accept_loop(&ctx, &listener, &live).await;
@@ -149,7 +153,13 @@ async fn serve(ctx: &Ctx, stream: TcpStream, _slot: ConnectionSlot) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
-    let mut conn = Connection::new(stream, ctx.broker.config.request_bytes_max);
+    let config = &ctx.broker.config;
+    let mut conn = Connection::new(
+        stream,
+        config.request_bytes_max,
+        Rc::clone(&ctx.request_memory),
+        config.request_memory_bytes_max,
+    );
     match serve_requests(ctx, &mut conn).await {
         Ok(()) => tracing::debug!(peer = ?peer, "connection closed"),
         Err(e) => log_closed(peer, &e),
@@ -186,10 +196,11 @@ async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), Connecti
                 }
             }
         };
+        // `frame` (and the request memory it holds) lives until its response is written.
         let Some(frame) = frame else {
             return Ok(());
         };
-        let response = match parse_frame(frame)? {
+        let response = match parse_frame(frame.bytes.clone())? {
             Parsed::Request(req) => handlers::handle(ctx, &req).await?,
             Parsed::ApiVersionsFallback { correlation_id } => Some(vec![encode_response(
                 kafka_protocol::messages::ApiKey::ApiVersions,

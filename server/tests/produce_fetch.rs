@@ -326,3 +326,30 @@ fn large_batches_round_trip() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn large_frames_share_the_request_memory_budget() -> TestResult {
+    // A budget smaller than one of the frames: each takes all of it in turn.
+    let broker = Broker::start(&["--request-memory-bytes-max", "1000000"])?;
+    broker.client()?.create_topic("budgeted", 1)?;
+    let value = "m".repeat(1_500_000);
+    let addr = broker.addr;
+    let producers: Vec<_> = (0..3)
+        .map(|_| {
+            let value = value.clone();
+            std::thread::spawn(move || -> Result<i16, String> {
+                let mut c = common::Client::connect(addr).map_err(|e| e.to_string())?;
+                let b = batch(&[&value]).map_err(|e| e.to_string())?;
+                let p = c.produce(9, "budgeted", 0, b).map_err(|e| e.to_string())?;
+                Ok(p.error_code)
+            })
+        })
+        .collect();
+    for p in producers {
+        assert_eq!(p.join().map_err(|_| "producer panicked")??, 0);
+    }
+    let mut c = broker.client()?;
+    let p = c.fetch(11, "budgeted", 0, 0, 100)?;
+    assert_eq!(p.high_watermark, 3);
+    Ok(())
+}
