@@ -149,6 +149,9 @@ pub enum EngineError {
         /// What was wrong.
         reason: String,
     },
+    /// A shard panicked or failed to start (usize::MAX: another shard did), so none serves.
+    #[error("shard {0} failed; the engine stopped")]
+    ShardFailed(usize),
     /// The engine is shutting down, or a shard went away.
     #[error("engine is shutting down")]
     ShuttingDown,

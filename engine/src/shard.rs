@@ -79,12 +79,15 @@ pub struct EngineShared {
     pub catalog: Catalog,
     senders: Vec<mpsc::Sender<ShardMsg>>,
     mains_running: AtomicUsize,
+    shards_ready: AtomicUsize,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 struct Local<S: Storage> {
     storage: S,
     partitions: RefCell<HashMap<TopicPartition, Rc<Partition<S>>>>,
     cache: Rc<RefCell<BatchCache>>,
+    opening: async_lock::Mutex<()>,
 }
 
 /// A shard's handle on the engine. Cheap to clone within its shard; not `Send`.
@@ -152,12 +155,13 @@ where
     }
     let shared = Arc::new(EngineShared {
         mains_running: AtomicUsize::new(config.shards),
+        shards_ready: AtomicUsize::new(0),
+        failed: std::sync::atomic::AtomicBool::new(false),
         config,
         catalog,
         senders,
     });
     let cores = core_ids();
-    let barrier = Arc::new(std::sync::Barrier::new(shared.config.shards));
     let mut handles = Vec::new();
     for (id, rx) in receivers.into_iter().enumerate() {
         let placement = if shared.config.pin_cores {
@@ -165,18 +169,23 @@ where
         } else {
             glommio::Placement::Unbound
         };
-        let (shared, make_storage, main, barrier) = (
-            Arc::clone(&shared),
-            make_storage.clone(),
-            main.clone(),
-            Arc::clone(&barrier),
-        );
+        let (shared, make_storage, main) =
+            (Arc::clone(&shared), make_storage.clone(), main.clone());
         let handle = glommio::LocalExecutorBuilder::new(placement)
             .name(&format!("keel-shard-{id}"))
             .io_memory(shared.config.io_memory_bytes)
             .ring_depth(shared.config.ring_depth)
             .spawn(move || async move {
-                shard_main(id, shared, make_storage(), rx, main, barrier).await
+                // A panicking shard must not leave the others waiting for it forever: catch
+                // it, mark the engine failed (every wait below gives up), and report it.
+                let run = shard_main(id, Arc::clone(&shared), make_storage(), rx, main);
+                match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        shared.failed.store(true, Ordering::Release);
+                        Err(EngineError::ShardFailed(id))
+                    }
+                }
             })
             .map_err(|e| {
                 EngineError::io(
@@ -250,7 +259,6 @@ async fn shard_main<S, F, Fut>(
     storage: S,
     rx: mpsc::Receiver<ShardMsg>,
     main: F,
-    barrier: Arc<std::sync::Barrier>,
 ) -> Result<()>
 where
     S: Storage,
@@ -260,6 +268,7 @@ where
     let local = Rc::new(Local {
         storage,
         partitions: RefCell::new(HashMap::new()),
+        opening: async_lock::Mutex::new(()),
         cache: Rc::new(RefCell::new(BatchCache::new(
             shared.config.batch_cache_bytes_max,
         ))),
@@ -278,15 +287,27 @@ where
             e,
         )),
     };
-    // Every shard recovers before any serves: the broker is ready only when all data is.
-    barrier.wait();
+    // Every shard recovers before any serves: the broker is ready only when all data is. If
+    // any shard fails to recover (or panics), none starts.
+    if recovered.is_err() {
+        shard.shared.failed.store(true, Ordering::Release);
+    }
+    shard.shared.shards_ready.fetch_add(1, Ordering::AcqRel);
+    while shard.shared.shards_ready.load(Ordering::Acquire) < shard.shard_count()
+        && !shard.engine_failed()
+    {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
     recovered?;
+    if shard.engine_failed() {
+        return Err(EngineError::ShardFailed(usize::MAX));
+    }
     let server = glommio::spawn_local(serve(shard.clone(), rx)).detach();
     let ticker = glommio::spawn_local(tick(shard.clone())).detach();
     main(shard.clone()).await;
     shard.shared.mains_running.fetch_sub(1, Ordering::AcqRel);
-    // Keep answering other shards until every main has returned.
-    while shard.shared.mains_running.load(Ordering::Acquire) > 0 {
+    // Keep answering other shards until every main has returned (or one shard died).
+    while shard.shared.mains_running.load(Ordering::Acquire) > 0 && !shard.engine_failed() {
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
     ticker.cancel();
@@ -338,6 +359,12 @@ impl<S: Storage> Shard<S> {
         self.id
     }
 
+    /// Whether a shard failed to start or panicked: the engine is going down.
+    #[must_use]
+    pub fn engine_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
     /// How many shards there are.
     #[must_use]
     pub fn shard_count(&self) -> usize {
@@ -365,6 +392,8 @@ impl<S: Storage> Shard<S> {
     }
 
     async fn open_topic(&self, t: &TopicMeta) -> Result<()> {
+        // One open (or drop) at a time per shard, so a partition is never opened twice.
+        let _opening = self.local.opening.lock().await;
         let config = t.overrides.apply(&self.shared.config.topic_defaults);
         for p in t
             .partitions
@@ -416,13 +445,28 @@ impl<S: Storage> Shard<S> {
             .ok_or_else(|| EngineError::UnknownTopicOrPartition(tp.to_string()))
     }
 
-    fn local_partition(&self, tp: &TopicPartition) -> Result<Rc<Partition<S>>> {
+    async fn local_partition(&self, tp: &TopicPartition) -> Result<Rc<Partition<S>>> {
+        if let Some(p) = self.local.partitions.borrow().get(tp).cloned() {
+            return Ok(p);
+        }
+        // A partition created a moment ago is in the catalog before its owner has opened it
+        // (create_topic publishes, then asks the owners): open it now rather than refuse.
+        let unknown = || EngineError::UnknownTopicOrPartition(tp.to_string());
+        let cat = self.catalog();
+        let meta = cat.topics.get(&*tp.topic).ok_or_else(unknown)?;
+        if cat
+            .owner(&tp.topic, tp.partition)
+            .is_none_or(|p| p.owner_shard as usize != self.id)
+        {
+            return Err(unknown());
+        }
+        self.open_topic(meta).await?;
         self.local
             .partitions
             .borrow()
             .get(tp)
             .cloned()
-            .ok_or_else(|| EngineError::UnknownTopicOrPartition(tp.to_string()))
+            .ok_or_else(unknown)
     }
 
     async fn ask<T>(&self, owner: usize, make: impl FnOnce(Reply<T>) -> ShardMsg) -> Result<T> {
@@ -439,7 +483,7 @@ impl<S: Storage> Shard<S> {
     pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> Result<AppendOutcome> {
         let owner = self.owner(tp)?.owner_shard as usize;
         if owner == self.id {
-            return self.local_partition(tp)?.append(&records).await;
+            return self.local_partition(tp).await?.append(&records).await;
         }
         self.ask(owner, |r| ShardMsg::Append(tp.clone(), records, r))
             .await
@@ -455,7 +499,11 @@ impl<S: Storage> Shard<S> {
         let max_bytes = max_bytes.min(self.shared.config.read_bytes_max);
         let owner = self.owner(tp)?.owner_shard as usize;
         if owner == self.id {
-            return self.local_partition(tp)?.read(offset, max_bytes).await;
+            return self
+                .local_partition(tp)
+                .await?
+                .read(offset, max_bytes)
+                .await;
         }
         self.ask(owner, |r| ShardMsg::Read(tp.clone(), offset, max_bytes, r))
             .await
@@ -482,7 +530,7 @@ impl<S: Storage> Shard<S> {
         offset: Offset,
         deadline: Instant,
     ) -> Result<()> {
-        let p = self.local_partition(tp)?;
+        let p = self.local_partition(tp).await?;
         loop {
             let listener = p.listen();
             if p.offsets().high_watermark > offset || p.failed().is_some() {
@@ -505,7 +553,7 @@ impl<S: Storage> Shard<S> {
     pub async fn offsets(&self, tp: &TopicPartition) -> Result<PartitionOffsets> {
         let owner = self.owner(tp)?.owner_shard as usize;
         if owner == self.id {
-            return Ok(self.local_partition(tp)?.offsets());
+            return Ok(self.local_partition(tp).await?.offsets());
         }
         self.ask(owner, |r| ShardMsg::Offsets(tp.clone(), r)).await
     }
@@ -530,7 +578,7 @@ impl<S: Storage> Shard<S> {
         tp: &TopicPartition,
         spec: OffsetSpec,
     ) -> Result<(Offset, i64)> {
-        let p = self.local_partition(tp)?;
+        let p = self.local_partition(tp).await?;
         let o = p.offsets();
         match spec {
             OffsetSpec::Earliest => Ok((o.log_start, -1)),
@@ -562,24 +610,31 @@ impl<S: Storage> Shard<S> {
     async fn handle(&self, msg: ShardMsg) {
         match msg {
             ShardMsg::Append(tp, records, reply) => {
-                let r = match self.local_partition(&tp) {
+                let r = match self.local_partition(&tp).await {
                     Ok(p) => p.append(&records).await,
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
             }
             ShardMsg::Read(tp, offset, max, reply) => {
-                let r = match self.local_partition(&tp) {
+                let r = match self.local_partition(&tp).await {
                     Ok(p) => p.read(offset, max).await,
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
             }
-            ShardMsg::Wait(tp, offset, deadline, reply) => {
-                let _ = reply.send(self.wait_local(&tp, offset, deadline).await);
+            ShardMsg::Wait(tp, offset, deadline, mut reply) => {
+                // The asker may stop waiting first (another partition had data): then stop too.
+                let wait = std::pin::pin!(self.wait_local(&tp, offset, deadline));
+                let cancelled = std::pin::pin!(reply.cancellation());
+                if let futures::future::Either::Left((r, _)) =
+                    futures::future::select(wait, cancelled).await
+                {
+                    let _ = reply.send(r);
+                }
             }
             ShardMsg::Offsets(tp, reply) => {
-                let _ = reply.send(self.local_partition(&tp).map(|p| p.offsets()));
+                let _ = reply.send(self.local_partition(&tp).await.map(|p| p.offsets()));
             }
             ShardMsg::ListOffset(tp, spec, reply) => {
                 let _ = reply.send(self.list_offset_local(&tp, spec).await);
@@ -770,6 +825,7 @@ impl<S: Storage> Shard<S> {
     }
 
     async fn drop_topic_local(&self, name: &str) -> Result<()> {
+        let _opening = self.local.opening.lock().await;
         let gone: Vec<_> = {
             let mut parts = self.local.partitions.borrow_mut();
             let keys: Vec<_> = parts

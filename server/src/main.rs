@@ -26,6 +26,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // A panic is a bug keel cannot reason past: a half-updated shard must not keep serving.
+    // Log it and abort; every acknowledged write is on disk and recovery takes it from there.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!(%info, "panic: aborting so that recovery starts from what is durable");
+        std::process::abort();
+    }));
     if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2") {
         tracing::warn!("vm.overcommit_memory is 2 (strict): a request declaring a huge length may abort the broker; see keel_server::alloc");
     }
