@@ -226,7 +226,7 @@ impl<S: Storage> Partition<S> {
             let r =
                 recovery::recover_segment(&seg, trusted, config.index_interval_bytes, prod).await?;
             if r.bytes_cut > 0 {
-                tracing::warn!(partition = %tp, base, bytes_cut = r.bytes_cut, "recovered segment");
+                tracing::info!(partition = %tp, base, bytes_cut = r.bytes_cut, batches = r.batches_walked, "recovered segment after an unclean stop");
             }
             segments.insert(base, Rc::new(seg));
         }

@@ -161,7 +161,21 @@ pub async fn recover_segment<F: StorageFile>(
     }
     let cut = size - end;
     if cut > 0 {
-        tracing::warn!(segment = %seg.path.display(), at = end, bytes = cut, "cutting the log after its last whole batch (torn, corrupt or preallocated bytes)");
+        // Zeros where the next batch header would be: preallocated space, nothing lost.
+        // Anything else is a torn or corrupt batch that is being dropped.
+        let next = read(
+            seg,
+            seg.log_file(),
+            end,
+            batch::HEADER_BYTES.min(usize::try_from(cut).unwrap_or(0)),
+            size,
+        )
+        .await?;
+        if next.iter().all(|b| *b == 0) {
+            tracing::debug!(segment = %seg.path.display(), at = end, bytes = cut, "trimming preallocated space");
+        } else {
+            tracing::warn!(segment = %seg.path.display(), at = end, bytes = cut, "cutting a torn or corrupt tail");
+        }
         seg.truncate_log(end).await?;
     }
     seg.set_end(end, next, max_ts).await?;
