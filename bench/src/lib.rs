@@ -7,6 +7,9 @@
 //!   TCP ([`limits::loopback_throughput`], [`limits::loopback_rtt`]) and the machine facts
 //!   ([`limits::machine_info`]). Every keel benchmark report states its throughput as a
 //!   fraction of these figures, measured in the same run.
+//! - [`engine`]: `keel-bench engine`, the storage engine's report (issue 3): keel-engine
+//!   partitions driven directly on one pinned core, each figure a fraction of the raw limit
+//!   measured in the same run, and a breakdown of where an append's time goes.
 //! - [`histogram`]: HDR histogram creation, the percentile summary every report prints, and the
 //!   raw V2 files.
 //! - [`report`]: the `results/<date>_<gitsha>_<host>/` folder, `command.txt`, JSON, and the
@@ -16,6 +19,7 @@
 //!
 //! The `keel-bench` binary (`src/main.rs`) is a clap front end over these modules.
 
+pub mod engine;
 pub mod histogram;
 pub mod limits;
 pub mod plot;

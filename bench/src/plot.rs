@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
 /// The font family name registered with plotters for every text on a plot.
@@ -151,6 +152,95 @@ fn draw_spectrum(
     Ok(())
 }
 
+/// One bar of a bar chart: a label, a value, and which of the palette's colours it takes
+/// (bars of one kind share a colour, so raw limits and engine figures read apart).
+#[derive(Debug, Clone)]
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub color_index: usize,
+}
+
+/// Bar colours: grey for raw limits, then the series colours.
+const BAR_COLORS: [RGBColor; 4] = [
+    RGBColor(150, 150, 150),
+    SERIES_COLORS[0],
+    RGBColor(158, 202, 225),
+    SERIES_COLORS[2],
+];
+
+/// Draws horizontal bars, one per row with its label on the left and its value, formatted
+/// with `unit`, at its end. Rows run top to bottom in the order given.
+pub fn plot_bars(path: &Path, title: &str, unit: &str, bars: &[Bar]) -> anyhow::Result<()> {
+    anyhow::ensure!(!bars.is_empty(), "no bars to draw in {}", path.display());
+    ensure_font()?;
+    draw_bars(path, title, unit, bars)
+        .map_err(anyhow::Error::from_boxed)
+        .with_context(|| format!("drawing {}", path.display()))
+}
+
+fn draw_bars(
+    path: &Path,
+    title: &str,
+    unit: &str,
+    bars: &[Bar],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let rows = i32::try_from(bars.len())?;
+    let value_max = bars.iter().map(|b| b.value).fold(0.0, f64::max).max(1.0);
+    let height = u32::try_from(bars.len())? * 34 + 140;
+    let root = BitMapBackend::new(path, (PLOT_SIZE_PX.0, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT_FAMILY, 24))
+        .margin(20)
+        .margin_right(40)
+        .x_label_area_size(40)
+        .y_label_area_size(330)
+        // A segmented range of 0..n has n + 1 segments in plotters; 0..rows - 1 has one a bar.
+        .build_cartesian_2d(0f64..value_max * 1.22, (0..rows - 1).into_segmented())?;
+    let labels: Vec<&str> = bars.iter().map(|b| b.label.as_str()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(bars.len())
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => usize::try_from(rows - 1 - *i)
+                .ok()
+                .and_then(|row| labels.get(row))
+                .map_or_else(String::new, |l| (*l).to_owned()),
+            _ => String::new(),
+        })
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc(unit)
+        .label_style((FONT_FAMILY, 15))
+        .axis_desc_style((FONT_FAMILY, 17))
+        .draw()?;
+    for (row, bar) in bars.iter().enumerate() {
+        // Row 0 at the top: plotters counts segments from the bottom.
+        let y = rows - 1 - i32::try_from(row)?;
+        let color = BAR_COLORS[bar.color_index % BAR_COLORS.len()];
+        let mut rect = Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(y)),
+                (bar.value, SegmentValue::Exact(y + 1)),
+            ],
+            color.filled(),
+        );
+        rect.set_margin(5, 5, 0, 0);
+        chart.draw_series(std::iter::once(rect))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!(" {}", format_tick(bar.value)),
+            (bar.value, SegmentValue::CenterOf(y)),
+            (FONT_FAMILY, 15)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        )))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 const ALL_MANTISSAS: [f64; 9] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
 
 /// Labelled y ticks: 1-2-5 per decade, or every digit when the range is too narrow for that
@@ -228,6 +318,20 @@ mod tests {
         assert_eq!(y_label_ticks(90.0, 380.0), [90.0, 100.0, 200.0, 300.0]);
         assert_eq!(format_tick(50.0), "50");
         assert_eq!(format_tick(0.5), "0.50");
+    }
+
+    #[test]
+    fn draws_bars() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bars.png");
+        let bars = [("raw", 2000.0, 0), ("engine", 1500.0, 1)].map(|(l, v, c)| Bar {
+            label: l.to_owned(),
+            value: v,
+            color_index: c,
+        });
+        plot_bars(&path, "bars", "MB/s", &bars)?;
+        assert_eq!(&std::fs::read(&path)?[..4], b"\x89PNG");
+        Ok(())
     }
 
     #[test]

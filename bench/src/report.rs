@@ -9,6 +9,9 @@
 //!     machine.json    CPU, memory, kernel, storage (limits::MachineInfo)
 //!     limits.json     summary JSON (and limits.md, *.hdr, *.png next to it)
 //! ```
+//!
+//! `keel-bench engine` writes its own files into such a folder (see `engine::files`):
+//! `summary.json`, `report.md`, one `.hdr` per scenario and the plots.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -18,7 +21,7 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::histogram::{LatencySummary, REPORTED_QUANTILES};
 
@@ -94,6 +97,45 @@ pub fn git_short_sha(dir: &Path) -> Option<String> {
         .ok()?;
     let sha = String::from_utf8(output.stdout).ok()?.trim().to_owned();
     (output.status.success() && !sha.is_empty()).then_some(sha)
+}
+
+/// The commit a run measured, and the files that differed from it (a dirty tree is said, not
+/// hidden: on a shared checkout others may have work in progress outside the measured code).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitRef {
+    /// `git rev-parse HEAD`, or `None` outside a repository.
+    pub commit: Option<String>,
+    /// `git status --porcelain` lines.
+    pub dirty_paths: Vec<String>,
+}
+
+/// The [`GitRef`] of the repository holding `dir`.
+pub fn git_ref(dir: &Path) -> GitRef {
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    GitRef {
+        commit: git(&["rev-parse", "HEAD"]).map(|s| s.trim().to_owned()),
+        dirty_paths: git(&["status", "--porcelain"])
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages from /proc/loadavg.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 /// The machine's host name (`/proc/sys/kernel/hostname`), or `unknown-host`.

@@ -25,13 +25,14 @@ fn assert_empty(dir: &Path) -> anyhow::Result<()> {
 #[test]
 fn disk_write_runs_and_cleans_up() -> anyhow::Result<()> {
     let dir = scratch_dir()?;
-    for (queue_depth, fsync_each) in [(4, false), (1, true)] {
+    for (queue_depth, fsync_each, fresh_blocks) in [(4, false, false), (1, true, true)] {
         let params = DiskWriteParams {
             block_bytes: 16 << 10,
             queue_depth,
             duration: TINY,
             fsync_each,
             file_bytes: TINY_FILE_BYTES,
+            fresh_blocks,
         };
         let result = limits::disk_write_with(dir.path(), &params)?;
         assert!(result.write_count > 0, "{result:?}");

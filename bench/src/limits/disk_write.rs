@@ -15,6 +15,19 @@
 //!
 //! At queue depth 1 the second form is exactly "write a block, fdatasync, repeat", the fair
 //! ceiling for an fsync-always append path without group commit.
+//!
+//! The file is preallocated with `fallocate`, so the first pass writes into unwritten extents
+//! and every later pass (the positions wrap) overwrites blocks already written. A log never
+//! overwrites: each append lands on fresh blocks, whose extents the file system must convert
+//! to written (on ext4, through the journal, which fdatasync then commits). With
+//! `fresh_blocks`, the probe keeps that true on every pass: on entering chunk k of the file it
+//! turns chunk k+2 back into unwritten extents (`FALLOC_FL_ZERO_RANGE`), well ahead of the
+//! writes in flight, as a log preallocates ahead of its end:
+//!
+//! ```text
+//!   chunks:  | k-1 | k  | k+1 | k+2 | ...     writes in flight: end of k-1 and k
+//!                   ^ cursor enters k      -> zero-range k+2 (mod chunk count)
+//! ```
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -45,6 +58,9 @@ pub struct DiskWriteParams {
     pub fsync_each: bool,
     /// Size of the preallocated probe file.
     pub file_bytes: u64,
+    /// Write only fresh (unwritten) blocks, as a log does, instead of overwriting the file's
+    /// earlier passes.
+    pub fresh_blocks: bool,
 }
 
 /// What one sequential write probe measured.
@@ -53,6 +69,9 @@ pub struct DiskWriteResult {
     pub block_bytes: usize,
     pub queue_depth: usize,
     pub fsync_each: bool,
+    /// Every write landed on unwritten blocks (see the module documentation).
+    #[serde(default)]
+    pub fresh_blocks: bool,
     pub file_bytes: u64,
     pub write_count: u64,
     pub bytes_written: u64,
@@ -82,6 +101,7 @@ pub fn disk_write(
             duration,
             fsync_each,
             file_bytes: DEFAULT_PROBE_FILE_BYTES,
+            fresh_blocks: false,
         },
     )
 }
@@ -108,12 +128,22 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         u32::try_from((2 * params.queue_depth).next_power_of_two()).context("io_uring size")?;
     let ring = IoUring::new(ring_entries)
         .with_context(|| format!("creating an io_uring with {ring_entries} entries"))?;
+    let fresh = if params.fresh_blocks {
+        Some(FreshAhead::new(
+            params.block_bytes,
+            params.queue_depth,
+            file.len_bytes(),
+        )?)
+    } else {
+        None
+    };
     let mut writer = RingWriter {
         ring,
         bufs,
         fd: types::Fd(file.fd()),
         cursor: WrappingCursor::new(params.block_bytes, file.len_bytes()),
         fsync_each: params.fsync_each,
+        fresh,
     };
     let tally = writer
         .run(params.duration)
@@ -124,6 +154,7 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         block_bytes: params.block_bytes,
         queue_depth: params.queue_depth,
         fsync_each: params.fsync_each,
+        fresh_blocks: params.fresh_blocks,
         file_bytes: file.len_bytes(),
         write_count: tally.write_count,
         bytes_written,
@@ -132,6 +163,49 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         mib_per_s: bytes_written as f64 / (1u64 << 20) as f64 / elapsed_s,
         iops: tally.write_count as f64 / elapsed_s,
     })
+}
+
+/// Chunks of the file turned back into unwritten extents ahead of the writes.
+#[derive(Debug)]
+struct FreshAhead {
+    chunk_bytes: u64,
+    chunk_count: u64,
+}
+
+impl FreshAhead {
+    /// The file's whole blocks in 8 chunks; the writes in flight must fit in one chunk.
+    fn new(block_bytes: usize, queue_depth: usize, file_bytes: u64) -> anyhow::Result<Self> {
+        const CHUNK_COUNT: u64 = 8;
+        let block = block_bytes as u64;
+        let chunk_bytes = file_bytes / CHUNK_COUNT / block * block;
+        ensure!(
+            chunk_bytes >= block * queue_depth as u64,
+            "fresh-block probe: a file of {file_bytes} bytes is too small for {queue_depth} \
+             writes of {block_bytes} bytes in flight in each of its {CHUNK_COUNT} chunks"
+        );
+        Ok(Self {
+            chunk_bytes,
+            chunk_count: CHUNK_COUNT,
+        })
+    }
+
+    /// Called with each write position: on a chunk boundary, makes the chunk after next fresh.
+    fn before_write(&self, fd: types::Fd, pos: u64) -> anyhow::Result<()> {
+        if !pos.is_multiple_of(self.chunk_bytes) {
+            return Ok(());
+        }
+        let ahead = (pos / self.chunk_bytes + 2) % self.chunk_count;
+        let start = libc::off_t::try_from(ahead * self.chunk_bytes).context("chunk offset")?;
+        let len = libc::off_t::try_from(self.chunk_bytes).context("chunk length")?;
+        let mode = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: plain syscall on an fd the probe owns; no memory is passed.
+        let rc = unsafe { libc::fallocate(fd.0, mode, start, len) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("fallocate(FALLOC_FL_ZERO_RANGE) ahead of the writes");
+        }
+        Ok(())
+    }
 }
 
 /// Which operation of a slot a completion belongs to; stored in the low bit of `user_data`.
@@ -168,6 +242,7 @@ struct RingWriter {
     fd: types::Fd,
     cursor: WrappingCursor,
     fsync_each: bool,
+    fresh: Option<FreshAhead>,
 }
 
 impl RingWriter {
@@ -235,6 +310,9 @@ impl RingWriter {
     fn push_slot(&mut self, slot: usize) -> anyhow::Result<()> {
         let buf = &self.bufs[slot];
         let pos = self.cursor.next_pos();
+        if let Some(fresh) = &self.fresh {
+            fresh.before_write(self.fd, pos)?;
+        }
         // The length was checked to fit u32 in disk_write_with.
         let len = buf.len() as u32;
         let write = opcode::Write::new(self.fd, buf.as_ptr(), len)
@@ -309,6 +387,7 @@ mod tests {
             duration: Duration::from_millis(10),
             fsync_each: false,
             file_bytes: 1 << 20,
+            fresh_blocks: false,
         };
         assert!(disk_write_with(dir.path(), &params).is_err());
         let unaligned = DiskWriteParams {

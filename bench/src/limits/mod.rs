@@ -170,6 +170,7 @@ fn run_disk_writes(config: &LimitsConfig) -> anyhow::Result<Vec<DiskWriteResult>
             duration: config.probe_duration,
             fsync_each,
             file_bytes: config.file_bytes,
+            fresh_blocks: false,
         };
         let result = disk_write_with(&config.dir, &params).with_context(|| {
             format!(

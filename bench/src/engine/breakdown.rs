@@ -1,0 +1,312 @@
+//! Where the time of an append goes, measured two ways in the same run:
+//!
+//! - CPU: each piece of work the append path does per batch, timed alone in a loop on the
+//!   pinned executor: validation with its CRC, the copy that patches baseOffset, the zeroed
+//!   DMA buffer, and the copy into it.
+//! - The floor: the engine's I/O pattern (write a block, fdatasync, repeat; one file per
+//!   partition) through the same storage layer, without any log logic, so the gap from the
+//!   raw io_uring probe to the engine splits into runtime and disk on one side, engine on
+//!   the other.
+//! - I/O: the fsync-always scenarios again on [`Timed`] storage, which times every write,
+//!   fdatasync and fallocate the engine issues. Their sizes show how many batches group
+//!   commit merged; the share of the window with log I/O in flight shows how much of the
+//!   time the disk was the one working. The rest is CPU and wake-ups on the critical path.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use keel_engine::batch;
+use keel_engine::storage::{align_up, BlockBuf, DmaStorage, Storage, StorageFile};
+
+use super::append::{run_append, AppendMeasurement, LogSettings};
+use super::scenario::{make_batch, AppendScenario, Window};
+use super::summary::{CpuPieces, FloorFigures, IoBreakdown, OpStats};
+use super::timed_storage::{busy_time, FileKind, IoEvent, OpKind, Timed};
+use crate::histogram::{new_histogram, LatencySummary};
+
+/// Times each CPU piece for `batch_bytes` batches for about `budget` each.
+pub async fn cpu_pieces(
+    dir: &Path,
+    batch_bytes: usize,
+    budget: Duration,
+) -> anyhow::Result<CpuPieces> {
+    let storage = DmaStorage;
+    storage.prepare(dir).await.context("preparing")?;
+    let path = dir.join(format!("cpu-pieces-{batch_bytes}.dat"));
+    let file = storage
+        .open(&path, true)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let b = make_batch(batch_bytes, 0);
+    let dma_len = usize::try_from(align_up(batch_bytes as u64))?;
+    let validate_us = mean_us(budget, || {
+        black_box(
+            batch::split(&b, usize::MAX)
+                .map(|parts| parts.len())
+                .unwrap_or(0),
+        );
+    });
+    let patch_copy_us = mean_us(budget, || {
+        let mut copy = BytesMut::from(&b[..]);
+        batch::set_base_offset(&mut copy, 1);
+        black_box(copy.freeze());
+    });
+    let dma_alloc_zero_us = mean_us(budget, || {
+        black_box(file.alloc(dma_len));
+    });
+    let mut buf = file.alloc(dma_len);
+    let dma_copy_us = mean_us(budget, || {
+        buf.bytes_mut()[..b.len()].copy_from_slice(&b);
+        black_box(&mut buf);
+    });
+    drop(buf);
+    file.close().await.context("closing the CPU probe file")?;
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(CpuPieces {
+        batch_bytes,
+        validate_us,
+        patch_copy_us,
+        dma_alloc_zero_us,
+        dma_copy_us,
+    })
+}
+
+/// Mean microseconds of `op`, run for about `budget` (at least 3 times, the first unrecorded).
+fn mean_us(budget: Duration, mut op: impl FnMut()) -> f64 {
+    op();
+    let start = Instant::now();
+    let mut runs = 0u64;
+    while runs < 3 || start.elapsed() < budget {
+        op();
+        runs += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / runs as f64
+}
+
+/// Runs `scenario` on timed storage in `dir` and says where its time went.
+pub async fn io_breakdown(
+    dir: &Path,
+    scenario: &AppendScenario,
+    warmup: Duration,
+    duration: Duration,
+    log: &LogSettings,
+) -> anyhow::Result<IoBreakdown> {
+    let storage = Timed::new(DmaStorage);
+    let events = storage.events();
+    let m = run_append(storage, dir, scenario, warmup, duration, log).await?;
+    let events = events.borrow();
+    summarize(scenario, &m, &events)
+}
+
+fn summarize(
+    scenario: &AppendScenario,
+    m: &AppendMeasurement,
+    events: &[IoEvent],
+) -> anyhow::Result<IoBreakdown> {
+    let from = m.window.measure_from;
+    let to = from + m.elapsed;
+    let inside: Vec<&IoEvent> = events
+        .iter()
+        .filter(|e| e.start >= from && e.start < to)
+        .collect();
+    let elapsed_s = m.elapsed.as_secs_f64();
+    let pick = |file: FileKind, ops: &[OpKind]| -> anyhow::Result<OpStats> {
+        op_stats(
+            inside
+                .iter()
+                .filter(|e| e.file == file && ops.contains(&e.op))
+                .copied(),
+            elapsed_s,
+        )
+    };
+    let log_write = pick(FileKind::Log, &[OpKind::Write])?;
+    let log_sync = pick(FileKind::Log, &[OpKind::Sync])?;
+    let log_preallocate = pick(FileKind::Log, &[OpKind::Preallocate])?;
+    let index_io = pick(FileKind::Index, &[OpKind::Write, OpKind::Sync])?;
+    let other = inside.iter().filter(|e| !counted_apart(e));
+    let other_io = op_stats(other.copied(), elapsed_s)?;
+    let log_io = events.iter().filter(|e| is_log_io(e));
+    let busy = busy_time(log_io, from, to);
+    let batches = m.appends as f64;
+    let writes_by_batch_count = batch_counts(
+        inside
+            .iter()
+            .filter(|e| e.file == FileKind::Log && e.op == OpKind::Write),
+        scenario.batch_bytes,
+    );
+    Ok(IoBreakdown {
+        writes_by_batch_count,
+        scenario: scenario.name.clone(),
+        elapsed_s,
+        appends: m.appends,
+        mb_per_s: m.mb_per_s(),
+        append_us_mean: m.histogram_us.mean(),
+        batches_per_write: log_write.bytes_mean / scenario.batch_bytes as f64,
+        batches_per_sync: batches / (log_sync.count.max(1) as f64),
+        log_io_busy_fraction: busy.as_secs_f64() / elapsed_s.max(f64::MIN_POSITIVE),
+        log_write,
+        log_sync,
+        log_preallocate,
+        index_io,
+        other_io,
+    })
+}
+
+/// How many writes held 1, 2, 3, ... batches, from their sizes (a write may carry one extra
+/// block: the rewritten tail).
+fn batch_counts<'a>(
+    writes: impl Iterator<Item = &'a &'a IoEvent>,
+    batch_bytes: usize,
+) -> Vec<(u64, u64)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for w in writes {
+        let batches = (w.bytes / batch_bytes.max(1) as u64).max(1);
+        *counts.entry(batches).or_insert(0u64) += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// A log write, fdatasync or fallocate: the disk work an append waits for.
+fn is_log_io(e: &IoEvent) -> bool {
+    e.file == FileKind::Log && matches!(e.op, OpKind::Write | OpKind::Sync | OpKind::Preallocate)
+}
+
+/// The operations the breakdown shows in their own columns.
+fn counted_apart(e: &IoEvent) -> bool {
+    is_log_io(e) || (e.file == FileKind::Index && matches!(e.op, OpKind::Write | OpKind::Sync))
+}
+
+fn op_stats<'a>(
+    events: impl Iterator<Item = &'a IoEvent>,
+    elapsed_s: f64,
+) -> anyhow::Result<OpStats> {
+    let mut histogram: Histogram<u64> = new_histogram(60_000_000)?;
+    let mut bytes = 0u64;
+    for e in events {
+        let us = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX);
+        histogram.saturating_record(us.max(1));
+        bytes += e.bytes;
+    }
+    let count = histogram.len();
+    if count == 0 {
+        return Ok(OpStats::default());
+    }
+    Ok(OpStats {
+        count,
+        per_s: count as f64 / elapsed_s.max(f64::MIN_POSITIVE),
+        bytes_mean: bytes as f64 / count as f64,
+        us_mean: histogram.mean(),
+        us_p50: histogram.value_at_quantile(0.5) as f64,
+        us_p99: histogram.value_at_quantile(0.99) as f64,
+        us_max: histogram.max() as f64,
+    })
+}
+
+/// The engine's I/O pattern without the engine: `files` tasks, each writing its own file
+/// through [`DmaStorage`] as a segment does (a fresh zeroed DMA buffer per write, the file
+/// grown by fallocate 32 MiB ahead), `block_bytes` then fdatasync, in a loop.
+pub async fn storage_floor(
+    dir: &Path,
+    files: usize,
+    block_bytes: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<FloorFigures> {
+    DmaStorage.prepare(dir).await.context("preparing")?;
+    let window = Window::starting_now(warmup, duration);
+    let mut tasks = Vec::with_capacity(files);
+    for index in 0..files {
+        let path = dir.join(format!("floor-{index}.log"));
+        tasks.push(glommio::spawn_local(floor_task(path, block_bytes, window)));
+    }
+    let mut cycle = new_histogram(60_000_000)?;
+    let (mut bytes, mut write_us, mut sync_us) = (0u64, 0f64, 0f64);
+    let mut last_done = window.measure_from;
+    for task in tasks {
+        let t = task.await?;
+        cycle.add(&t.cycle).context("merging histograms")?;
+        bytes += t.bytes;
+        write_us += t.write_us_total;
+        sync_us += t.sync_us_total;
+        last_done = last_done.max(t.last_done);
+    }
+    let elapsed_s = (last_done - window.measure_from)
+        .as_secs_f64()
+        .max(f64::MIN_POSITIVE);
+    let cycles = cycle.len().max(1) as f64;
+    Ok(FloorFigures {
+        key: format!("floor_{}_x{files}", crate::units::size_tag(block_bytes)),
+        files,
+        block_bytes,
+        mb_per_s: bytes as f64 / 1e6 / elapsed_s,
+        cycle: LatencySummary::from_histogram(&cycle, 1.0),
+        write_us_mean: write_us / cycles,
+        sync_us_mean: sync_us / cycles,
+    })
+}
+
+#[derive(Debug)]
+struct FloorTally {
+    cycle: Histogram<u64>,
+    bytes: u64,
+    write_us_total: f64,
+    sync_us_total: f64,
+    last_done: Instant,
+}
+
+/// Preallocation step of the floor's files, the engine's default.
+const FLOOR_PREALLOCATE_BYTES: u64 = 32 << 20;
+
+async fn floor_task(
+    path: std::path::PathBuf,
+    block_bytes: usize,
+    window: Window,
+) -> anyhow::Result<FloorTally> {
+    let file = DmaStorage
+        .open(&path, true)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut tally = FloorTally {
+        cycle: new_histogram(60_000_000)?,
+        bytes: 0,
+        write_us_total: 0.0,
+        sync_us_total: 0.0,
+        last_done: window.measure_from,
+    };
+    let (mut pos, mut preallocated) = (0u64, 0u64);
+    loop {
+        let start = Instant::now();
+        if start >= window.end {
+            break;
+        }
+        if pos + block_bytes as u64 > preallocated {
+            preallocated = align_up(pos + block_bytes as u64 + FLOOR_PREALLOCATE_BYTES);
+            file.preallocate(preallocated).await.context("fallocate")?;
+        }
+        let buf = file.alloc(block_bytes);
+        let written = file.write_at(buf, pos).await.context("write")?;
+        anyhow::ensure!(
+            written == block_bytes,
+            "short write: {written} of {block_bytes}"
+        );
+        let synced_from = Instant::now();
+        file.sync().await.context("fdatasync")?;
+        let done = Instant::now();
+        pos += block_bytes as u64;
+        if start >= window.measure_from {
+            let us = u64::try_from((done - start).as_micros()).unwrap_or(u64::MAX);
+            tally.cycle.saturating_record(us.max(1));
+            tally.bytes += block_bytes as u64;
+            tally.write_us_total += (synced_from - start).as_secs_f64() * 1e6;
+            tally.sync_us_total += (done - synced_from).as_secs_f64() * 1e6;
+            tally.last_done = done;
+        }
+    }
+    file.close().await.context("close")?;
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(tally)
+}

@@ -1,0 +1,414 @@
+//! `keel-bench engine`: the storage engine's benchmark report for issue 3, measured in one run
+//! against the raw disk limit on the same file system.
+//!
+//! The engine is driven directly (`Partition<DmaStorage>`, no network) on a glommio executor
+//! pinned to one core. The run goes in phases, and each raw probe runs right before the
+//! engine scenarios it is compared with, so a drifting machine (this disk sits on a host
+//! write-back cache) moves both sides of a fraction together:
+//!
+//! ```text
+//!   1 MiB    raw write 1 MiB QD1, QD32; write+fdatasync 1 MiB QD1, 4 MiB QD1
+//!            engine 1 MiB: fsync always ×1, ×4 appenders; fsync never ×1, ×4      (a, d)
+//!   16 KiB   raw write 16 KiB QD1, QD32; write+fdatasync 16 KiB QD1
+//!            raw fdatasync latency 4 KiB, 16 KiB
+//!            engine 16 KiB, 64 appenders over 8 partitions: fsync always, never   (b, d)
+//!   reads    1 MiB reads at random offsets: from the batch cache, from disk      (c)
+//!   where    CPU pieces per batch; the fsync-always scenarios on timed storage
+//! ```
+//!
+//! Files: [`scenario`] (what runs, the executor), [`append`] and [`read`] (the loops),
+//! [`breakdown`] with [`timed_storage`] (where the time goes), [`summary`] (figures and
+//! checks), [`markdown`] and [`files`] (the report folder, and `keel-bench report DIR`).
+
+pub mod append;
+pub mod breakdown;
+pub mod files;
+pub mod markdown;
+pub mod read;
+pub mod scenario;
+pub mod summary;
+pub mod thread_sched;
+pub mod timed_storage;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use keel_engine::storage::DmaStorage;
+use keel_engine::{EngineConfig, FsyncPolicy};
+
+use crate::histogram::LatencySummary;
+use crate::limits::{self, DiskWriteParams};
+use crate::report;
+use append::{run_append, LogSettings};
+use scenario::{append_scenarios, on_executor, read_scenarios, AppendScenario, ReadScenario};
+use summary::{
+    AppendFigures, Breakdown, EngineSummary, RawFsync, RawProbe, RawWrite, ReadFigures, Settings,
+};
+
+/// Everything `keel-bench engine` needs.
+#[derive(Debug, Clone)]
+pub struct EngineBenchConfig {
+    /// A fresh directory is made (and removed) under it: put it on the disk under test.
+    pub dir: PathBuf,
+    /// Measured time of every engine scenario and every raw probe.
+    pub duration: Duration,
+    /// Unrecorded time before each engine scenario's window.
+    pub warmup: Duration,
+    /// Measured time of each timed-storage breakdown run.
+    pub breakdown_duration: Duration,
+    /// CPU to pin the engine's executor to; `None` leaves it unbound.
+    pub cpu: Option<usize>,
+    /// Size of the raw probes' preallocated files.
+    pub probe_file_bytes: u64,
+    /// Bytes appended before the read scenarios.
+    pub read_fill_bytes: usize,
+    pub log: LogSettings,
+}
+
+/// A finished run: the summary and the raw histograms it names, by file name.
+#[derive(Debug)]
+pub struct EngineRun {
+    pub summary: EngineSummary,
+    pub histograms: Vec<(String, Histogram<u64>)>,
+}
+
+/// Runs every phase and returns the figures. `command` is recorded as the exact argv.
+pub fn run_engine_bench(
+    config: &EngineBenchConfig,
+    command: Vec<String>,
+) -> anyhow::Result<EngineRun> {
+    let started_at_unix_s = unix_now_s();
+    let load_average_start = report::load_average();
+    let scratch = config.dir.join(format!(
+        "keel-engine-bench-{}-{started_at_unix_s}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let machine = limits::machine_info(&scratch)?;
+    let result = run_phases(config, &scratch);
+    let removed = std::fs::remove_dir_all(&scratch);
+    let measured = result?;
+    removed.with_context(|| format!("removing {}", scratch.display()))?;
+    let mut summary = EngineSummary {
+        keel_bench_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at_unix_s,
+        finished_at_unix_s: unix_now_s(),
+        command,
+        git: report::git_ref(Path::new(".")),
+        machine,
+        load_average_start,
+        load_average_end: report::load_average(),
+        settings: settings(config),
+        raw_writes: measured.raw_writes,
+        raw_fdatasync: measured.raw_fdatasync,
+        appends: measured.appends,
+        reads: measured.reads,
+        breakdown: measured.breakdown,
+        checks: Vec::new(),
+    };
+    summary.checks = summary::compute_checks(&summary);
+    Ok(EngineRun {
+        summary,
+        histograms: measured.histograms,
+    })
+}
+
+fn settings(config: &EngineBenchConfig) -> Settings {
+    let defaults = EngineConfig::new(&config.dir);
+    Settings {
+        seconds: config.duration.as_secs_f64(),
+        warmup_seconds: config.warmup.as_secs_f64(),
+        breakdown_seconds: config.breakdown_duration.as_secs_f64(),
+        cpu: config.cpu,
+        probe_file_bytes: config.probe_file_bytes,
+        read_fill_bytes: config.read_fill_bytes,
+        segment_bytes_max: config.log.segment_bytes_max,
+        retention_bytes: config.log.retention_bytes,
+        batch_cache_bytes: config.log.cache_bytes,
+        write_bytes_max: defaults.write_bytes_max,
+        append_queue_bytes_max: defaults.append_queue_bytes_max,
+        io_memory_bytes: defaults.io_memory_bytes,
+    }
+}
+
+/// What the phases measured, before the run's facts are added.
+#[derive(Debug)]
+struct Measured {
+    raw_writes: Vec<RawWrite>,
+    raw_fdatasync: Vec<RawFsync>,
+    appends: Vec<AppendFigures>,
+    reads: Vec<ReadFigures>,
+    breakdown: Breakdown,
+    histograms: Vec<(String, Histogram<u64>)>,
+}
+
+fn unix_now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One batch size: the raw probes and then the engine scenarios compared with them.
+struct Phase<'a> {
+    batch_bytes: usize,
+    raw: Vec<RawProbe>,
+    scenarios: Vec<&'a AppendScenario>,
+}
+
+/// The phases, in order.
+fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Measured> {
+    let mut raw_writes = Vec::new();
+    let mut appends = Vec::new();
+    let mut histograms = Vec::new();
+    let always = append_scenarios(FsyncPolicy::Always);
+    let never = append_scenarios(FsyncPolicy::Never);
+    let write_bytes_max = EngineConfig::new(scratch).write_bytes_max;
+    let probe = |block_bytes, queue_depth, fsync_each, fresh_blocks| RawProbe {
+        block_bytes,
+        queue_depth,
+        fsync_each,
+        fresh_blocks,
+    };
+    let phases = [
+        Phase {
+            batch_bytes: 1 << 20,
+            raw: vec![
+                probe(1 << 20, 1, false, false),
+                probe(1 << 20, 32, false, false),
+                probe(1 << 20, 1, true, false),
+                probe(1 << 20, 1, false, true),
+                probe(1 << 20, 1, true, true),
+                probe(write_bytes_max, 1, true, true),
+            ],
+            scenarios: vec![&always[0], &always[1], &never[0], &never[1]],
+        },
+        Phase {
+            batch_bytes: 16 << 10,
+            raw: vec![
+                probe(16 << 10, 1, false, false),
+                probe(16 << 10, 32, false, false),
+                probe(16 << 10, 1, true, false),
+                probe(16 << 10, 32, false, true),
+                probe(16 << 10, 1, true, true),
+            ],
+            scenarios: vec![&always[2], &never[2]],
+        },
+    ];
+    let mut raw_fdatasync = Vec::new();
+    for phase in phases {
+        for p in phase.raw {
+            let result = raw_write(config, scratch, p)?;
+            raw_writes.push(RawWrite::new(phase.batch_bytes, result));
+        }
+        if phase.batch_bytes == 16 << 10 {
+            for block_bytes in [4 << 10, 16 << 10] {
+                let (probe, histogram) = raw_fsync(config, scratch, block_bytes)?;
+                histograms.push((probe.histogram_file.clone(), histogram));
+                raw_fdatasync.push(probe);
+            }
+        }
+        for scenario in phase.scenarios {
+            let (figures, histogram) = engine_append(config, scratch, scenario, &raw_writes)?;
+            histograms.push((figures.histogram_file.clone(), histogram));
+            appends.push(figures);
+        }
+    }
+    let mut reads = Vec::new();
+    for scenario in read_scenarios(config.read_fill_bytes) {
+        let (figures, histogram) = engine_read(config, scratch, &scenario)?;
+        histograms.push((figures.histogram_file.clone(), histogram));
+        reads.push(figures);
+    }
+    let breakdown = run_breakdown(config, scratch, &always)?;
+    Ok(Measured {
+        raw_writes,
+        raw_fdatasync,
+        appends,
+        reads,
+        breakdown,
+        histograms,
+    })
+}
+
+fn raw_write(
+    config: &EngineBenchConfig,
+    scratch: &Path,
+    probe: RawProbe,
+) -> anyhow::Result<limits::DiskWriteResult> {
+    let params = DiskWriteParams {
+        block_bytes: probe.block_bytes,
+        queue_depth: probe.queue_depth,
+        duration: config.duration,
+        fsync_each: probe.fsync_each,
+        file_bytes: config.probe_file_bytes,
+        fresh_blocks: probe.fresh_blocks,
+    };
+    let result = limits::disk_write_with(scratch, &params)
+        .with_context(|| format!("{} probe", probe.label()))?;
+    tracing::info!(
+        probe = %probe.label(),
+        mb_per_s = format!("{:.0}", result.mb_per_s),
+        "raw sequential write"
+    );
+    Ok(result)
+}
+
+fn raw_fsync(
+    config: &EngineBenchConfig,
+    scratch: &Path,
+    block_bytes: usize,
+) -> anyhow::Result<(RawFsync, Histogram<u64>)> {
+    let histogram = limits::fsync_latency_with(
+        scratch,
+        block_bytes,
+        config.duration,
+        config.probe_file_bytes,
+    )
+    .with_context(|| format!("fdatasync latency probe, {block_bytes} bytes"))?;
+    let key = format!("raw_fdatasync_{}", crate::units::size_tag(block_bytes));
+    let probe = RawFsync {
+        histogram_file: format!("{key}.hdr"),
+        key,
+        block_bytes,
+        latency: LatencySummary::from_histogram(&histogram, 1.0),
+    };
+    tracing::info!(
+        block_bytes,
+        p99_us = probe.latency.p99_us,
+        "raw fdatasync latency"
+    );
+    Ok((probe, histogram))
+}
+
+/// Runs `fut_gen`'s future on the engine's executor in a fresh directory `scratch/name`,
+/// removed afterwards.
+fn in_fresh_dir<G, F, T>(
+    config: &EngineBenchConfig,
+    scratch: &Path,
+    name: &str,
+    fut_gen: G,
+) -> anyhow::Result<T>
+where
+    G: FnOnce(PathBuf) -> F + Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<T>> + 'static,
+    T: Send + 'static,
+{
+    let dir = scratch.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let run_dir = dir.clone();
+    let result = on_executor(config.cpu, move || fut_gen(run_dir));
+    let removed = std::fs::remove_dir_all(&dir);
+    let value = result?;
+    removed.with_context(|| format!("removing {}", dir.display()))?;
+    Ok(value)
+}
+
+fn engine_append(
+    config: &EngineBenchConfig,
+    scratch: &Path,
+    scenario: &AppendScenario,
+    raw_writes: &[RawWrite],
+) -> anyhow::Result<(AppendFigures, Histogram<u64>)> {
+    let (sc, log) = (scenario.clone(), config.log.clone());
+    let (warmup, duration) = (config.warmup, config.duration);
+    let m = in_fresh_dir(config, scratch, &scenario.name, move |dir| async move {
+        run_append(DmaStorage, &dir, &sc, warmup, duration, &log).await
+    })?;
+    let mb_per_s = m.mb_per_s();
+    let figures = AppendFigures {
+        name: scenario.name.clone(),
+        title: scenario.title(),
+        batch_bytes: scenario.batch_bytes,
+        partitions: scenario.partitions,
+        appenders: scenario.appenders(),
+        fsync: scenario.fsync.to_string(),
+        appends: m.appends,
+        bytes: m.bytes,
+        elapsed_s: m.elapsed.as_secs_f64(),
+        mb_per_s,
+        latency: LatencySummary::from_histogram(&m.histogram_us, 1.0),
+        histogram_file: format!("{}.hdr", scenario.name),
+        segments_deleted: m.segments_deleted,
+        executor_on_cpu_fraction: m.executor.map(|e| e.on_cpu_fraction),
+        executor_runqueue_fraction: m.executor.map(|e| e.runqueue_fraction),
+        io_workers_on_cpu_fraction: m.executor.map(|e| e.io_workers_on_cpu_fraction),
+        fractions: summary::fractions(raw_writes, scenario.batch_bytes, mb_per_s),
+    };
+    tracing::info!(
+        scenario = %scenario.name,
+        mb_per_s = format!("{mb_per_s:.0}"),
+        p99_us = figures.latency.p99_us,
+        "engine append"
+    );
+    Ok((figures, m.histogram_us))
+}
+
+fn engine_read(
+    config: &EngineBenchConfig,
+    scratch: &Path,
+    scenario: &ReadScenario,
+) -> anyhow::Result<(ReadFigures, Histogram<u64>)> {
+    let (sc, log) = (scenario.clone(), config.log.clone());
+    let (warmup, duration) = (config.warmup, config.duration);
+    let m = in_fresh_dir(config, scratch, &scenario.name, move |dir| async move {
+        read::run_read(&dir, &sc, warmup, duration, &log).await
+    })?;
+    let figures = ReadFigures {
+        name: scenario.name.clone(),
+        cache_bytes: scenario.cache_bytes,
+        filled_bytes: m.filled_bytes,
+        batch_bytes: scenario.batch_bytes,
+        read_bytes: scenario.read_bytes,
+        reads: m.reads,
+        bytes: m.bytes,
+        elapsed_s: m.elapsed.as_secs_f64(),
+        gb_per_s: m.gb_per_s(),
+        reads_per_s: m.reads as f64 / m.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        latency: LatencySummary::from_histogram(&m.histogram_ns, 0.001),
+        histogram_file: format!("{}.hdr", scenario.name),
+    };
+    tracing::info!(
+        scenario = %scenario.name,
+        gb_per_s = format!("{:.2}", figures.gb_per_s),
+        "engine read"
+    );
+    Ok((figures, m.histogram_ns))
+}
+
+fn run_breakdown(
+    config: &EngineBenchConfig,
+    scratch: &Path,
+    always: &[AppendScenario],
+) -> anyhow::Result<Breakdown> {
+    let budget = (config.breakdown_duration / 8).min(Duration::from_millis(500));
+    let cpu = in_fresh_dir(config, scratch, "cpu_pieces", move |dir| async move {
+        let mut pieces = Vec::new();
+        for batch_bytes in [16 << 10, 1 << 20, 4 << 20] {
+            pieces.push(breakdown::cpu_pieces(&dir, batch_bytes, budget).await?);
+        }
+        Ok(pieces)
+    })?;
+    let (warmup, duration) = (config.warmup, config.breakdown_duration);
+    let mut floors = Vec::new();
+    for (files, block_bytes) in [(1, 1 << 20), (1, 4 << 20), (8, 16 << 10)] {
+        let name = format!("floor_{files}_{block_bytes}");
+        let floor = in_fresh_dir(config, scratch, &name, move |dir| async move {
+            breakdown::storage_floor(&dir, files, block_bytes, warmup, duration).await
+        })?;
+        tracing::info!(floor = %floor.key, mb_per_s = format!("{:.0}", floor.mb_per_s), "storage floor");
+        floors.push(floor);
+    }
+    let mut io = Vec::new();
+    for scenario in always {
+        let (sc, log) = (scenario.clone(), config.log.clone());
+        let name = format!("timed_{}", scenario.name);
+        let b = in_fresh_dir(config, scratch, &name, move |dir| async move {
+            breakdown::io_breakdown(&dir, &sc, warmup, duration, &log).await
+        })?;
+        tracing::info!(scenario = %scenario.name, busy = b.log_io_busy_fraction, "breakdown");
+        io.push(b);
+    }
+    Ok(Breakdown { cpu, io, floors })
+}

@@ -1,0 +1,104 @@
+//! The whole `keel-bench engine` run, tiny (0.2 s per probe and scenario, small files), through
+//! the binary, then `keel-bench report` on its folder: so neither the benchmark nor the report
+//! can rot between real runs. Figures are not checked against any bound (a shared CI machine
+//! gives no stable number), only that every figure, file and section is there.
+
+use std::path::Path;
+use std::process::Command;
+
+use keel_bench::engine::summary::EngineSummary;
+
+fn keel_bench(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO_BIN_EXE_keel-bench"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .status()?;
+    anyhow::ensure!(status.success(), "keel-bench {args:?} failed: {status}");
+    Ok(())
+}
+
+fn path_arg(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
+}
+
+#[test]
+fn tiny_engine_run_writes_and_regenerates_its_report() -> anyhow::Result<()> {
+    // On the target directory's file system (a real disk), not a tmpfs /tmp.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let out = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    keel_bench(&[
+        "engine",
+        "--dir",
+        path_arg(scratch.path())?,
+        "--out",
+        path_arg(out.path())?,
+        "--seconds",
+        "0.2",
+        "--warmup-seconds",
+        "0.05",
+        "--breakdown-seconds",
+        "0.1",
+        "--unpinned",
+        "--file-size",
+        "64m",
+        "--read-fill",
+        "2m",
+        "--segment-size",
+        "4m",
+        "--retention",
+        "8m",
+        "--cache",
+        "16m",
+    ])?;
+    let summary: EngineSummary =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json"))?)?;
+    assert_eq!(summary.appends.len(), 6);
+    assert_eq!(summary.reads.len(), 2);
+    assert_eq!(summary.raw_fdatasync.len(), 2);
+    assert_eq!(summary.raw_writes.len(), 11);
+    assert_eq!(summary.breakdown.io.len(), 3);
+    assert_eq!(summary.breakdown.floors.len(), 3);
+    assert!(summary
+        .appends
+        .iter()
+        .all(|a| a.mb_per_s > 0.0 && !a.fractions.is_empty()));
+    assert!(summary.reads.iter().all(|r| r.gb_per_s > 0.0));
+    // Every target has its fair comparison.
+    assert_eq!(summary.checks.iter().filter(|c| c.fair).count(), 5);
+    for file in summary
+        .appends
+        .iter()
+        .map(|a| &a.histogram_file)
+        .chain(summary.reads.iter().map(|r| &r.histogram_file))
+        .chain(summary.raw_fdatasync.iter().map(|f| &f.histogram_file))
+        .map(String::as_str)
+        .chain(["command.txt", "machine.json", "report.md", "throughput.png"])
+        .chain(["latency_fsync_always.png", "latency_fsync_never.png"])
+    {
+        assert!(out.path().join(file).is_file(), "{file} missing");
+    }
+    // The scratch directory is left empty.
+    assert_eq!(std::fs::read_dir(scratch.path())?.count(), 0);
+
+    // `report` redraws the page and the plots from summary.json and the .hdr files alone.
+    std::fs::remove_file(out.path().join("report.md"))?;
+    std::fs::remove_file(out.path().join("throughput.png"))?;
+    std::fs::write(out.path().join("notes.md"), "Hand-written analysis.\n")?;
+    keel_bench(&["report", path_arg(out.path())?])?;
+    let page = std::fs::read_to_string(out.path().join("report.md"))?;
+    for section in [
+        "## Verdict",
+        "## 2a.",
+        "## 2b.",
+        "## 2c.",
+        "## 2d.",
+        "## Where the time goes",
+        "Hand-written analysis.",
+        "![",
+    ] {
+        assert!(page.contains(section), "{section} missing from report.md");
+    }
+    assert!(out.path().join("throughput.png").is_file());
+    Ok(())
+}
