@@ -119,6 +119,10 @@ struct EngineArgs {
     /// Batch cache of the append scenarios' shard.
     #[arg(long, value_parser = parse_bytes, default_value = "256m")]
     cache: usize,
+    /// Run only these parts, for investigations: scenario names (append_1m_always_x1, ...,
+    /// read_cache, read_disk), `raw` (the raw probes of the phases that run), `breakdown`.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
     /// Write a report folder results/<date>_<gitsha>_<host>/ under this directory.
     #[arg(long, required_unless_present = "out")]
     results: Option<PathBuf>,
@@ -217,6 +221,7 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
             retention_bytes: args.retention as u64,
             cache_bytes: args.cache,
         },
+        only: args.only.clone(),
     };
     let run_dir = match (&args.out, &args.results) {
         (Some(out), _) => {

@@ -168,7 +168,7 @@ fn throughput_bars(s: &EngineSummary) -> Vec<Bar> {
                 .filter(|w| w.phase_batch_bytes == phase)
                 .map(|w| Bar {
                     label: w.label(),
-                    value: w.result.mb_per_s,
+                    value: w.mb_per_s(),
                     color_index: 0,
                 }),
         );

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::summary::{
-    AppendFigures, Bound, Check, CpuPieces, EngineSummary, IoBreakdown, CACHE_READ_GB_PER_S_TARGET,
+    AppendFigures, Bound, Check, CpuPieces, EngineSummary, IoBreakdown, RawWrite,
+    CACHE_READ_GB_PER_S_TARGET,
 };
 use crate::histogram::LatencySummary;
 use crate::report::{format_us, percentile_table_markdown};
@@ -185,29 +186,34 @@ fn limits_section(s: &EngineSummary) -> String {
          already written; *fresh blocks* probes turn the file's chunk after next back into \
          unwritten extents as they go (`FALLOC_FL_ZERO_RANGE`), so every write lands on newly \
          allocated blocks, as a log's appends do (on ext4 each such write needs an extent \
-         conversion, and the fdatasync after it a journal commit).\n\n\
-         | probe | MB/s | IOPS |\n|---|---:|---:|\n",
+         conversion, and the fdatasync after it a journal commit). Each probe ran twice, \
+         before and after the engine scenarios of its phase; the limit is the mean, and the \
+         two passes show how far the machine drifted meanwhile.\n\n\
+         | probe | MB/s before | MB/s after | limit (mean) MB/s | IOPS before |\n|---|---:|---:|---:|---:|\n",
     );
     for w in &s.raw_writes {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.0} |",
+            "| {} | {:.0} | {} | {:.0} | {:.0} |",
             w.label(),
             w.result.mb_per_s,
+            w.after
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |a| format!("{:.0}", a.mb_per_s)),
+            w.mb_per_s(),
             w.result.iops
         );
     }
-    out.push_str("\nfdatasync latency (µs), an O_DIRECT block write then fdatasync, the fdatasync timed alone:\n\n");
-    let rows: Vec<(String, &LatencySummary)> = s
-        .raw_fdatasync
-        .iter()
-        .map(|f| {
-            (
-                format!("raw fdatasync ({})", format_bytes_human(f.block_bytes)),
-                &f.latency,
-            )
-        })
-        .collect();
+    out.push_str("\nfdatasync latency (µs), an O_DIRECT block write then fdatasync, the fdatasync timed alone; before, after, and both passes (the reference):\n\n");
+    let mut rows: Vec<(String, &LatencySummary)> = Vec::new();
+    for f in &s.raw_fdatasync {
+        let size = format_bytes_human(f.block_bytes);
+        rows.push((format!("raw fdatasync ({size}), before"), &f.before));
+        if let Some(after) = &f.after {
+            rows.push((format!("raw fdatasync ({size}), after"), after));
+        }
+        rows.push((format!("raw fdatasync ({size}), both"), &f.latency));
+    }
     out.push_str(&table(&rows));
     out.push('\n');
     out
@@ -356,6 +362,7 @@ fn all_checks(checks: &[Check]) -> String {
 fn breakdown_section(s: &EngineSummary) -> String {
     let mut out = String::from("## Where the time goes\n\n");
     out.push_str(&ladder_table(s));
+    out.push_str(&executor_table(s));
     out.push_str(&cpu_table(&s.breakdown.cpu));
     out.push_str(&io_table(&s.breakdown.io));
     for b in &s.breakdown.io {
@@ -372,13 +379,9 @@ fn ladder_table(s: &EngineSummary) -> String {
         "From the raw limit to keel, step by step. *Floor*: the engine's I/O pattern without the \
          engine, tasks on the same pinned executor each writing their own file through the same \
          storage layer (glommio DMA files, a zeroed DMA buffer per write, fallocate 32 MiB ahead): \
-         one block, then fdatasync, in a loop. The executor columns say how the engine's thread \
-         spent the window (from /proc/thread-self/schedstat): on its CPU, or runnable but \
-         waiting for it while another thread ran there; and the CPU time of the io_uring \
-         worker threads that run its blocking operations (fdatasync, writes into unwritten \
-         extents), which inherit the executor's affinity and so share its one core.\n\n\
-         | scenario | fair raw limit | floor (same I/O via glommio) | floor / raw | keel | keel / floor | executor on CPU | executor waiting for CPU | io_uring workers on CPU |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         one block, then fdatasync, in a loop.\n\n\
+         | scenario | fair raw limit | floor (same I/O via glommio) | floor / raw | keel | keel / floor |\n\
+         |---|---:|---:|---:|---:|---:|\n",
     );
     for (scenario, floor_key) in [
         ("append_1m_always_x1", "floor_1m_x1"),
@@ -392,10 +395,10 @@ fn ladder_table(s: &EngineSummary) -> String {
             continue;
         };
         let raw = super::summary::fair_limit_key(scenario).and_then(|k| s.raw_write(&k));
-        let raw_mb = raw.map_or(f64::NAN, |r| r.result.mb_per_s);
+        let raw_mb = raw.map_or(f64::NAN, RawWrite::mb_per_s);
         let _ = writeln!(
             out,
-            "| {} | {} {:.0} MB/s | {} file{} × {} {:.0} MB/s | {:.0}% | {:.0} MB/s | {:.0}% | {} | {} | {} |",
+            "| {} | {} {:.0} MB/s | {} file{} × {} {:.0} MB/s | {:.0}% | {:.0} MB/s | {:.0}% |",
             a.name,
             raw.map_or_else(|| "?".to_owned(), |r| r.label()),
             raw_mb,
@@ -406,9 +409,6 @@ fn ladder_table(s: &EngineSummary) -> String {
             f.mb_per_s / raw_mb * 100.0,
             a.mb_per_s,
             a.mb_per_s / f.mb_per_s.max(f64::MIN_POSITIVE) * 100.0,
-            percent(a.executor_on_cpu_fraction),
-            percent(a.executor_runqueue_fraction),
-            percent(a.io_workers_on_cpu_fraction),
         );
     }
     out.push_str("\nThe floor's cycles (one write and its fdatasync, µs):\n\n");
@@ -431,6 +431,40 @@ fn ladder_table(s: &EngineSummary) -> String {
         })
         .collect();
     out.push_str(&table(&rows));
+    out.push('\n');
+    out
+}
+
+/// How the executor thread spent each scenario's window.
+fn executor_table(s: &EngineSummary) -> String {
+    let mut out = String::from(
+        "How the engine's executor thread spent each main-run window (/proc/thread-self/schedstat \
+         and getrusage): on its CPU (user and kernel time), or runnable but waiting for the CPU \
+         while another thread ran there; the CPU time of the io_uring worker threads that run \
+         its blocking operations (fdatasync, writes into unwritten extents), which inherit the \
+         executor's affinity and so share its one core; and the executor's CPU time and minor \
+         page faults per append, to hold against the CPU pieces timed alone below.\n\n\
+         | scenario | on CPU | user | kernel | waiting for CPU | io_uring workers | CPU µs per append | minor faults per append |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for a in &s.appends {
+        let cpu_us = a
+            .executor_on_cpu_fraction
+            .map(|f| f * a.elapsed_s * 1e6 / a.appends.max(1) as f64);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.name,
+            percent(a.executor_on_cpu_fraction),
+            percent(a.executor_user_fraction),
+            percent(a.executor_system_fraction),
+            percent(a.executor_runqueue_fraction),
+            percent(a.io_workers_on_cpu_fraction),
+            cpu_us.map_or_else(|| "?".to_owned(), format_us),
+            a.minor_faults_per_append
+                .map_or_else(|| "?".to_owned(), |f| format!("{f:.0}")),
+        );
+    }
     out.push('\n');
     out
 }

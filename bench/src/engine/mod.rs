@@ -65,6 +65,18 @@ pub struct EngineBenchConfig {
     /// Bytes appended before the read scenarios.
     pub read_fill_bytes: usize,
     pub log: LogSettings,
+    /// Run only these parts (scenario names, `raw`, `breakdown`); `None` runs everything.
+    /// For investigations: a partial run's report lacks the figures it skipped.
+    pub only: Option<Vec<String>>,
+}
+
+impl EngineBenchConfig {
+    /// Whether the part named `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name))
+    }
 }
 
 /// A finished run: the summary and the raw histograms it names, by file name.
@@ -157,6 +169,30 @@ struct Phase<'a> {
     scenarios: Vec<&'a AppendScenario>,
 }
 
+/// One pass of a phase's raw probes: the writes, then (16 KiB phase) fdatasync latency.
+#[derive(Debug)]
+struct RawPass {
+    writes: Vec<limits::DiskWriteResult>,
+    fsyncs: Vec<(usize, Histogram<u64>)>,
+}
+
+fn raw_pass(config: &EngineBenchConfig, scratch: &Path, phase: &Phase) -> anyhow::Result<RawPass> {
+    let mut pass = RawPass {
+        writes: Vec::new(),
+        fsyncs: Vec::new(),
+    };
+    for p in &phase.raw {
+        pass.writes.push(raw_write(config, scratch, *p)?);
+    }
+    if phase.batch_bytes == 16 << 10 {
+        for block_bytes in [4 << 10, 16 << 10] {
+            pass.fsyncs
+                .push((block_bytes, raw_fsync(config, scratch, block_bytes)?));
+        }
+    }
+    Ok(pass)
+}
+
 /// The phases, in order.
 fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Measured> {
     let mut raw_writes = Vec::new();
@@ -197,31 +233,49 @@ fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Meas
         },
     ];
     let mut raw_fdatasync = Vec::new();
-    for phase in phases {
-        for p in phase.raw {
-            let result = raw_write(config, scratch, p)?;
-            raw_writes.push(RawWrite::new(phase.batch_bytes, result));
+    for mut phase in phases {
+        phase.scenarios.retain(|sc| config.runs(&sc.name));
+        if phase.scenarios.is_empty() {
+            continue;
         }
-        if phase.batch_bytes == 16 << 10 {
-            for block_bytes in [4 << 10, 16 << 10] {
-                let (probe, histogram) = raw_fsync(config, scratch, block_bytes)?;
-                histograms.push((probe.histogram_file.clone(), histogram));
-                raw_fdatasync.push(probe);
-            }
+        if !config.runs("raw") {
+            phase.raw.clear();
         }
-        for scenario in phase.scenarios {
-            let (figures, histogram) = engine_append(config, scratch, scenario, &raw_writes)?;
+        // The raw probes bracket the engine scenarios: before and after, so the drift of a
+        // shared machine shows, and the limit is their mean.
+        let before = raw_pass(config, scratch, &phase)?;
+        for scenario in &phase.scenarios {
+            let (figures, histogram) = engine_append(config, scratch, scenario)?;
             histograms.push((figures.histogram_file.clone(), histogram));
             appends.push(figures);
         }
+        let after = raw_pass(config, scratch, &phase)?;
+        for (b, a) in before.writes.into_iter().zip(after.writes) {
+            raw_writes.push(RawWrite::new(phase.batch_bytes, b, Some(a)));
+        }
+        for ((block_bytes, b), (_, a)) in before.fsyncs.into_iter().zip(after.fsyncs) {
+            let (probe, both) = RawFsync::new(block_bytes, &b, Some(&a))?;
+            histograms.push((probe.histogram_file.clone(), both));
+            raw_fdatasync.push(probe);
+        }
+    }
+    for a in &mut appends {
+        a.fractions = summary::fractions(&raw_writes, a.batch_bytes, a.mb_per_s);
     }
     let mut reads = Vec::new();
     for scenario in read_scenarios(config.read_fill_bytes) {
+        if !config.runs(&scenario.name) {
+            continue;
+        }
         let (figures, histogram) = engine_read(config, scratch, &scenario)?;
         histograms.push((figures.histogram_file.clone(), histogram));
         reads.push(figures);
     }
-    let breakdown = run_breakdown(config, scratch, &always)?;
+    let breakdown = if config.runs("breakdown") {
+        run_breakdown(config, scratch, &always)?
+    } else {
+        Breakdown::default()
+    };
     Ok(Measured {
         raw_writes,
         raw_fdatasync,
@@ -259,7 +313,7 @@ fn raw_fsync(
     config: &EngineBenchConfig,
     scratch: &Path,
     block_bytes: usize,
-) -> anyhow::Result<(RawFsync, Histogram<u64>)> {
+) -> anyhow::Result<Histogram<u64>> {
     let histogram = limits::fsync_latency_with(
         scratch,
         block_bytes,
@@ -267,19 +321,12 @@ fn raw_fsync(
         config.probe_file_bytes,
     )
     .with_context(|| format!("fdatasync latency probe, {block_bytes} bytes"))?;
-    let key = format!("raw_fdatasync_{}", crate::units::size_tag(block_bytes));
-    let probe = RawFsync {
-        histogram_file: format!("{key}.hdr"),
-        key,
-        block_bytes,
-        latency: LatencySummary::from_histogram(&histogram, 1.0),
-    };
     tracing::info!(
         block_bytes,
-        p99_us = probe.latency.p99_us,
+        p99_us = histogram.value_at_quantile(0.99),
         "raw fdatasync latency"
     );
-    Ok((probe, histogram))
+    Ok(histogram)
 }
 
 /// Runs `fut_gen`'s future on the engine's executor in a fresh directory `scratch/name`,
@@ -305,11 +352,11 @@ where
     Ok(value)
 }
 
+/// One append scenario; its fractions of the raw limits are filled in once both passes ran.
 fn engine_append(
     config: &EngineBenchConfig,
     scratch: &Path,
     scenario: &AppendScenario,
-    raw_writes: &[RawWrite],
 ) -> anyhow::Result<(AppendFigures, Histogram<u64>)> {
     let (sc, log) = (scenario.clone(), config.log.clone());
     let (warmup, duration) = (config.warmup, config.duration);
@@ -334,7 +381,12 @@ fn engine_append(
         executor_on_cpu_fraction: m.executor.map(|e| e.on_cpu_fraction),
         executor_runqueue_fraction: m.executor.map(|e| e.runqueue_fraction),
         io_workers_on_cpu_fraction: m.executor.map(|e| e.io_workers_on_cpu_fraction),
-        fractions: summary::fractions(raw_writes, scenario.batch_bytes, mb_per_s),
+        executor_user_fraction: m.executor.map(|e| e.user_fraction),
+        executor_system_fraction: m.executor.map(|e| e.system_fraction),
+        minor_faults_per_append: m
+            .executor
+            .map(|e| e.minor_faults as f64 / m.appends.max(1) as f64),
+        fractions: Vec::new(),
     };
     tracing::info!(
         scenario = %scenario.name,

@@ -53,13 +53,17 @@ pub struct Settings {
     pub io_memory_bytes: usize,
 }
 
-/// One raw sequential write probe, and the batch size of the phase it ran in.
+/// One raw sequential write probe, run before and after the engine scenarios of its phase,
+/// and the batch size of that phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawWrite {
     /// `raw_write_1m_qd32`, `raw_write_fdatasync_1m_qd1`.
     pub key: String,
     pub phase_batch_bytes: usize,
+    /// The pass before the engine scenarios.
     pub result: DiskWriteResult,
+    /// The pass after them.
+    pub after: Option<DiskWriteResult>,
 }
 
 /// The shape of one raw write probe.
@@ -100,11 +104,24 @@ impl RawProbe {
 }
 
 impl RawWrite {
-    pub fn new(phase_batch_bytes: usize, result: DiskWriteResult) -> Self {
+    pub fn new(
+        phase_batch_bytes: usize,
+        result: DiskWriteResult,
+        after: Option<DiskWriteResult>,
+    ) -> Self {
         Self {
             key: Self::probe_of(&result).key(),
             phase_batch_bytes,
             result,
+            after,
+        }
+    }
+
+    /// The limit: the mean of the passes before and after the engine scenarios.
+    pub fn mb_per_s(&self) -> f64 {
+        match &self.after {
+            Some(after) => (self.result.mb_per_s + after.mb_per_s) / 2.0,
+            None => self.result.mb_per_s,
         }
     }
 
@@ -122,15 +139,43 @@ impl RawWrite {
     }
 }
 
-/// One raw fdatasync latency probe.
+/// One raw fdatasync latency probe, run before and after the engine scenarios of its phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawFsync {
     /// `raw_fdatasync_4k`.
     pub key: String,
     pub block_bytes: usize,
+    /// Both passes together: the reference the targets use.
     pub latency: LatencySummary,
-    /// The raw histogram (microseconds) next to the summary.
+    pub before: LatencySummary,
+    pub after: Option<LatencySummary>,
+    /// The raw histogram of both passes (microseconds) next to the summary.
     pub histogram_file: String,
+}
+
+impl RawFsync {
+    /// The summary of `before` and `after` (histograms in microseconds), and their sum.
+    pub fn new(
+        block_bytes: usize,
+        before: &hdrhistogram::Histogram<u64>,
+        after: Option<&hdrhistogram::Histogram<u64>>,
+    ) -> anyhow::Result<(Self, hdrhistogram::Histogram<u64>)> {
+        let mut both = before.clone();
+        if let Some(after) = after {
+            both.add(after)
+                .map_err(|e| anyhow::anyhow!("merging fdatasync histograms: {e:?}"))?;
+        }
+        let key = format!("raw_fdatasync_{}", size_tag(block_bytes));
+        let probe = Self {
+            histogram_file: format!("{key}.hdr"),
+            key,
+            block_bytes,
+            latency: LatencySummary::from_histogram(&both, 1.0),
+            before: LatencySummary::from_histogram(before, 1.0),
+            after: after.map(|h| LatencySummary::from_histogram(h, 1.0)),
+        };
+        Ok((probe, both))
+    }
 }
 
 /// One append scenario's figures.
@@ -157,6 +202,11 @@ pub struct AppendFigures {
     pub executor_runqueue_fraction: Option<f64>,
     /// CPU time of the process's io_uring worker threads (pinned with the executor).
     pub io_workers_on_cpu_fraction: Option<f64>,
+    /// The executor's user and system (kernel) time as shares of the window.
+    pub executor_user_fraction: Option<f64>,
+    pub executor_system_fraction: Option<f64>,
+    /// Minor page faults the executor took per measured append.
+    pub minor_faults_per_append: Option<f64>,
     /// The throughput as a fraction of every raw write probe of the same phase.
     pub fractions: Vec<Fraction>,
 }
@@ -340,8 +390,8 @@ pub fn fractions(raw: &[RawWrite], phase_batch_bytes: usize, mb_per_s: f64) -> V
         .map(|w| Fraction {
             limit_key: w.key.clone(),
             limit_label: w.label(),
-            limit_mb_per_s: w.result.mb_per_s,
-            fraction: mb_per_s / w.result.mb_per_s.max(f64::MIN_POSITIVE),
+            limit_mb_per_s: w.mb_per_s(),
+            fraction: mb_per_s / w.mb_per_s().max(f64::MIN_POSITIVE),
         })
         .collect()
 }

@@ -16,6 +16,10 @@ pub struct SchedSample {
     at: Instant,
     run_ns: u64,
     wait_ns: u64,
+    /// getrusage(RUSAGE_THREAD): user and system time, minor page faults.
+    user_us: u64,
+    system_us: u64,
+    minor_faults: u64,
     /// CPU time of the process's io_uring worker threads alive at the sample.
     io_workers_run_ns: u64,
 }
@@ -28,6 +32,11 @@ pub struct SchedShare {
     /// CPU time of io_uring workers over the wall time (workers that exited during the
     /// stretch are missed, so this is a lower bound).
     pub io_workers_on_cpu_fraction: f64,
+    /// The executor's CPU time split into user and kernel (system) time.
+    pub user_fraction: f64,
+    pub system_fraction: f64,
+    /// Minor page faults the executor took (first touches of fresh memory).
+    pub minor_faults: u64,
 }
 
 impl SchedSample {
@@ -35,10 +44,14 @@ impl SchedSample {
     pub fn now() -> Option<Self> {
         let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
         let (run_ns, wait_ns) = parse(&text)?;
+        let usage = thread_rusage()?;
         Some(Self {
             at: Instant::now(),
             run_ns,
             wait_ns,
+            user_us: usage.0,
+            system_us: usage.1,
+            minor_faults: usage.2,
             io_workers_run_ns: io_workers_run_ns(),
         })
     }
@@ -54,8 +67,30 @@ impl SchedSample {
                 .saturating_sub(self.io_workers_run_ns)
                 as f64
                 / wall_ns,
+            user_fraction: later.user_us.saturating_sub(self.user_us) as f64 * 1e3 / wall_ns,
+            system_fraction: later.system_us.saturating_sub(self.system_us) as f64 * 1e3 / wall_ns,
+            minor_faults: later.minor_faults.saturating_sub(self.minor_faults),
         })
     }
+}
+
+/// The calling thread's (user µs, system µs, minor faults).
+fn thread_rusage() -> Option<(u64, u64, u64)> {
+    // SAFETY: getrusage writes one plain-data struct we own; zeroed is a valid start.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to that struct, for the duration of the call.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    if rc != 0 {
+        return None;
+    }
+    let us = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+    };
+    Some((
+        us(usage.ru_utime),
+        us(usage.ru_stime),
+        u64::try_from(usage.ru_minflt).unwrap_or(0),
+    ))
 }
 
 /// The summed run time of this process's `iou-wrk-*` threads.
