@@ -57,7 +57,7 @@ fn tiny_engine_run_writes_and_regenerates_its_report() -> anyhow::Result<()> {
     assert_eq!(summary.reads.len(), 2);
     assert_eq!(summary.raw_fdatasync.len(), 2);
     assert_eq!(summary.raw_writes.len(), 11);
-    assert_eq!(summary.breakdown.io.len(), 3);
+    assert_eq!(summary.breakdown.io.len(), 4);
     assert_eq!(summary.breakdown.floors.len(), 3);
     assert!(summary
         .appends

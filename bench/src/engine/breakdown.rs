@@ -25,6 +25,7 @@ use keel_engine::storage::{align_up, BlockBuf, DmaStorage, Storage, StorageFile}
 use super::append::{run_append, AppendMeasurement, LogSettings};
 use super::scenario::{make_batch, AppendScenario, Window};
 use super::summary::{CpuPieces, FloorFigures, IoBreakdown, OpStats};
+use super::thread_sched::minor_faults;
 use super::timed_storage::{busy_time, FileKind, IoEvent, OpKind, Timed};
 use crate::histogram::{new_histogram, LatencySummary};
 
@@ -64,6 +65,11 @@ pub async fn cpu_pieces(
         black_box(&mut buf);
     });
     drop(buf);
+    let faults_before = minor_faults();
+    let (cold_total_us, cold_runs) = cold_total_us(&file, batch_bytes, dma_len, budget);
+    let cold_minor_faults_per_batch = faults_before
+        .zip(minor_faults())
+        .map(|(before, after)| after.saturating_sub(before) as f64 / cold_runs.max(1) as f64);
     file.close().await.context("closing the CPU probe file")?;
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     Ok(CpuPieces {
@@ -72,7 +78,52 @@ pub async fn cpu_pieces(
         patch_copy_us,
         dma_alloc_zero_us,
         dma_copy_us,
+        cold_total_us,
+        cold_minor_faults_per_batch,
     })
+}
+
+/// Memory the cold pass cycles through, well past the CPU caches.
+const COLD_SET_BYTES: usize = 128 << 20;
+
+/// The four pieces in sequence, as one append does them, on batches and retained patched
+/// copies that together far exceed the CPU caches (as with a batch cache holding recent
+/// batches), so every pass goes to memory: mean µs per batch, and the batches timed.
+fn cold_total_us<F: StorageFile>(
+    file: &F,
+    batch_bytes: usize,
+    dma_len: usize,
+    budget: Duration,
+) -> (f64, u64) {
+    let count = (COLD_SET_BYTES / batch_bytes).max(2);
+    let batch = make_batch(batch_bytes, 0);
+    // Distinct allocations of the same valid batch.
+    let sources: Vec<bytes::Bytes> = (0..count)
+        .map(|_| bytes::Bytes::copy_from_slice(&batch))
+        .collect();
+    let mut retained = std::collections::VecDeque::with_capacity(count + 1);
+    let mut next = 0;
+    let mean = mean_us(budget, || {
+        let source = &sources[next % count];
+        next += 1;
+        black_box(
+            batch::split(source, usize::MAX)
+                .map(|p| p.len())
+                .unwrap_or(0),
+        );
+        let mut copy = BytesMut::from(&source[..]);
+        batch::set_base_offset(&mut copy, 1);
+        let copy = copy.freeze();
+        let mut buf = file.alloc(dma_len);
+        buf.bytes_mut()[..copy.len()].copy_from_slice(&copy);
+        black_box(&mut buf);
+        retained.push_back(copy);
+        if retained.len() > count {
+            retained.pop_front();
+        }
+    });
+    // mean_us runs the operation once unrecorded before its timed runs.
+    (mean, next.saturating_sub(1) as u64)
 }
 
 /// Mean microseconds of `op`, run for about `budget` (at least 3 times, the first unrecorded).

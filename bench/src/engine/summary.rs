@@ -277,6 +277,13 @@ pub struct CpuPieces {
     pub dma_alloc_zero_us: f64,
     /// Copying the batch into the DMA buffer.
     pub dma_copy_us: f64,
+    /// All four in sequence over a working set far past the CPU caches (each alone above
+    /// runs hot in cache).
+    #[serde(default)]
+    pub cold_total_us: f64,
+    /// Minor page faults per batch in the cold pass (fresh memory the allocator mapped).
+    #[serde(default)]
+    pub cold_minor_faults_per_batch: Option<f64>,
 }
 
 impl CpuPieces {

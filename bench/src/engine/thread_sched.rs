@@ -74,6 +74,11 @@ impl SchedSample {
     }
 }
 
+/// The calling thread's minor page faults so far.
+pub fn minor_faults() -> Option<u64> {
+    thread_rusage().map(|(_, _, faults)| faults)
+}
+
 /// The calling thread's (user µs, system µs, minor faults).
 fn thread_rusage() -> Option<(u64, u64, u64)> {
     // SAFETY: getrusage writes one plain-data struct we own; zeroed is a valid start.
