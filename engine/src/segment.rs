@@ -391,26 +391,8 @@ impl<F: StorageFile> Segment<F> {
 
     /// Reads the index files into memory (they may be stale; recovery checks them).
     pub async fn load_indexes(&self) -> Result<()> {
-        let size = self
-            .index_file
-            .size()
-            .await
-            .map_err(io_err("stat", &self.index_path))?;
-        let bytes = self
-            .index_file
-            .read_at(0, usize::try_from(size).unwrap_or(0))
-            .await
-            .map_err(io_err("read", &self.index_path))?;
-        let tsize = self
-            .time_file
-            .size()
-            .await
-            .map_err(io_err("stat", &self.time_path))?;
-        let tbytes = self
-            .time_file
-            .read_at(0, usize::try_from(tsize).unwrap_or(0))
-            .await
-            .map_err(io_err("read", &self.time_path))?;
+        let bytes = read_whole(&self.index_file, &self.index_path).await?;
+        let tbytes = read_whole(&self.time_file, &self.time_path).await?;
         let mut st = self.st.borrow_mut();
         st.index = OffsetIndex::from_bytes(&bytes);
         st.time_index = TimeIndex::from_bytes(&tbytes);
@@ -569,6 +551,13 @@ impl<F: StorageFile> Segment<F> {
             .map_err(io_err("fdatasync", &self.path))?;
         Ok(())
     }
+}
+
+async fn read_whole<F: StorageFile>(file: &F, path: &Path) -> Result<Bytes> {
+    let size = file.size().await.map_err(io_err("stat", path))?;
+    file.read_at(0, usize::try_from(size).unwrap_or(0))
+        .await
+        .map_err(io_err("read", path))
 }
 
 async fn write_pages<F: StorageFile>(

@@ -87,6 +87,20 @@ fn check_log(
     got.len()
 }
 
+/// After a crash: checks the recovered log against the model, keeps the part of the model that
+/// survived, and returns the next offset (which the high watermark must equal).
+fn recover_model(
+    p: &keel_engine::partition::Partition<SimStorage>,
+    model: &mut Model,
+    fsync: FsyncPolicy,
+) -> i64 {
+    let kept = check_log(p, model, fsync == FsyncPolicy::Always);
+    model.truncate(kept);
+    let next = model.last().map_or(0, |m| m.0 + i64::from(m.1));
+    assert_eq!(p.offsets().high_watermark, Offset(next));
+    next
+}
+
 fn run(ops: &[Op], fsync: FsyncPolicy) {
     let s = SimStorage::new();
     let config = TopicConfig {
@@ -129,10 +143,7 @@ fn run(ops: &[Op], fsync: FsyncPolicy) {
                 drop(p);
                 s.crash(*seed);
                 p = reopen(&s);
-                let kept = check_log(&p, &model, fsync == FsyncPolicy::Always);
-                model.truncate(kept);
-                next = model.last().map_or(0, |m| m.0 + i64::from(m.1));
-                assert_eq!(p.offsets().high_watermark, Offset(next));
+                next = recover_model(&p, &mut model, fsync);
             }
             Op::CleanRestart => {
                 block_on(p.close()).expect("close");
@@ -150,9 +161,7 @@ fn run(ops: &[Op], fsync: FsyncPolicy) {
                 drop(p);
                 s.crash(*seed);
                 p = reopen(&s);
-                let kept = check_log(&p, &model, fsync == FsyncPolicy::Always);
-                model.truncate(kept);
-                next = model.last().map_or(0, |m| m.0 + i64::from(m.1));
+                next = recover_model(&p, &mut model, fsync);
             }
         }
     }
