@@ -179,7 +179,12 @@ fn summarize(
     let log_preallocate = pick(FileKind::Log, &[OpKind::Preallocate])?;
     let index_io = pick(FileKind::Index, &[OpKind::Write, OpKind::Sync])?;
     let other = inside.iter().filter(|e| !counted_apart(e));
-    let other_io = op_stats(other.copied(), elapsed_s)?;
+    let other: Vec<&IoEvent> = other.copied().collect();
+    let other_io = op_stats(other.iter().copied(), elapsed_s)?;
+    let slowest_other = other
+        .iter()
+        .max_by_key(|e| e.duration)
+        .map(|e| format!("{:?} of a {:?} file", e.op, e.file).to_lowercase());
     let log_io = events.iter().filter(|e| is_log_io(e));
     let busy = busy_time(log_io, from, to);
     let batches = m.appends as f64;
@@ -204,6 +209,7 @@ fn summarize(
         log_preallocate,
         index_io,
         other_io,
+        slowest_other,
     })
 }
 

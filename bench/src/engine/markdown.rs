@@ -610,8 +610,9 @@ fn explain_never(a: &AppendFigures, b: &IoBreakdown) -> String {
         "- **{}**: {:.0} MB/s in the main run, append p50 {} µs, p99.9 {} µs, max {} µs. On \
          timed storage the log saw {} fdatasyncs (segment rolls: `finish` syncs the segment it \
          closes), up to {} µs each, and {} other operations (opening the next segment, the \
-         producer snapshot, directory syncs, retention's deletions) of up to {} µs; a roll \
-         runs inside a flush, so every appender of the partition waits for it.\n",
+         producer snapshot, directory syncs, retention's deletions) of up to {} µs (the \
+         slowest: {}); a roll runs inside a flush, so every appender of the partition waits \
+         for it.\n",
         a.title,
         a.mb_per_s,
         format_us(a.latency.p50_us),
@@ -621,6 +622,7 @@ fn explain_never(a: &AppendFigures, b: &IoBreakdown) -> String {
         format_us(b.log_sync.us_max),
         b.other_io.count,
         format_us(b.other_io.us_max),
+        b.slowest_other.as_deref().unwrap_or("none"),
     )
 }
 

@@ -307,6 +307,9 @@ pub struct IoBreakdown {
     pub index_io: OpStats,
     /// Opens, closes, truncates, directory syncs, atomic writes (segment rolls, retention).
     pub other_io: OpStats,
+    /// Which other operation took longest (`truncate of a log file`).
+    #[serde(default)]
+    pub slowest_other: Option<String>,
     /// Share of the window with at least one log write, fdatasync or fallocate in flight.
     pub log_io_busy_fraction: f64,
     /// Batches merged into one log write, and acknowledged by one fdatasync.
