@@ -143,7 +143,7 @@ fn draw_spectrum(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .label_font((FONT_FAMILY, 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

@@ -163,7 +163,9 @@ fn verdict(s: &EngineSummary) -> String {
     out.push_str(&check_rows(&fair, false));
     out.push('\n');
     let short: Vec<&&Check> = fair.iter().filter(|c| !c.pass).collect();
-    if short.is_empty() {
+    if fair.is_empty() {
+        out.push_str("This (partial) run measured none of the targets.\n\n");
+    } else if short.is_empty() {
         out.push_str("Every target is met on this run.\n\n");
     } else {
         let _ = writeln!(
@@ -610,9 +612,8 @@ fn explain_never(a: &AppendFigures, b: &IoBreakdown) -> String {
         "- **{}**: {:.0} MB/s in the main run, append p50 {} µs, p99.9 {} µs, max {} µs. On \
          timed storage the log saw {} fdatasyncs (segment rolls: `finish` syncs the segment it \
          closes), up to {} µs each, and {} other operations (opening the next segment, the \
-         producer snapshot, directory syncs, retention's deletions) of up to {} µs (the \
-         slowest: {}); a roll runs inside a flush, so every appender of the partition waits \
-         for it.\n",
+         producer snapshot, directory syncs, retention's deletions) of up to {} µs{}; a roll \
+         runs inside a flush, so every appender of the partition waits for it.\n",
         a.title,
         a.mb_per_s,
         format_us(a.latency.p50_us),
@@ -622,7 +623,9 @@ fn explain_never(a: &AppendFigures, b: &IoBreakdown) -> String {
         format_us(b.log_sync.us_max),
         b.other_io.count,
         format_us(b.other_io.us_max),
-        b.slowest_other.as_deref().unwrap_or("none"),
+        b.slowest_other
+            .as_deref()
+            .map_or_else(String::new, |o| format!(" (the slowest: {o})")),
     )
 }
 
