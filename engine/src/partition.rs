@@ -16,12 +16,7 @@
 //! `synced` with fsync=always (a consumer never sees data a crash could take back), else
 //! `written`.
 
-use std::{
-    cell::{Cell, RefCell},
-    collections::BTreeMap,
-    path::PathBuf,
-    rc::Rc,
-};
+use std::{cell::RefCell, collections::BTreeMap, path::PathBuf, rc::Rc};
 
 use bytes::{Bytes, BytesMut};
 use event_listener::{Event, EventListener};
@@ -154,7 +149,6 @@ pub struct Partition<S: Storage> {
     segments: RefCell<BTreeMap<i64, Rc<Segment<S::File>>>>,
     st: RefCell<State>,
     event: Event,
-    dirty: Cell<bool>,
 }
 
 impl<S: Storage> Partition<S> {
@@ -269,7 +263,6 @@ impl<S: Storage> Partition<S> {
             segments: RefCell::new(segments),
             st: RefCell::new(st),
             event: Event::new(),
-            dirty: Cell::new(false),
         })
     }
 
@@ -457,7 +450,6 @@ impl<S: Storage> Partition<S> {
             (self.active(), st.written)
         };
         seg.sync().await?;
-        self.dirty.set(false);
         let mut st = self.st.borrow_mut();
         if target > st.synced {
             st.synced = target;
@@ -514,7 +506,6 @@ impl<S: Storage> Partition<S> {
                 self.limits.preallocate_bytes,
             )
             .await?;
-            self.dirty.set(true);
             let mut cache = self.cache.borrow_mut();
             for (b, info) in &batches[i..j] {
                 cache.insert(
@@ -565,7 +556,11 @@ impl<S: Storage> Partition<S> {
 
     /// Syncs if anything was written since the last sync (the fsync=interval ticker).
     pub async fn sync_if_dirty(&self) -> Result<()> {
-        if !self.dirty.get() || self.st.borrow().flushing {
+        let dirty = {
+            let st = self.st.borrow();
+            st.synced < st.written && !st.flushing
+        };
+        if !dirty {
             return Ok(());
         }
         let result = self.sync_active().await;

@@ -318,10 +318,9 @@ impl<F: StorageFile> Segment<F> {
         let (offset_job, time_job) = {
             let mut st = self.st.borrow_mut();
             let n = st.index.count_below(synced_to);
-            let rel_to = st.index.lookup(u32::MAX).map_or(0, |_| {
-                // Time entries are safe for every batch below the synced position.
-                u32::try_from(st.next_offset.0 - self.base.0).unwrap_or(u32::MAX)
-            });
+            // Every batch written so far is below `synced_to` (the flusher, the only writer,
+            // calls this), so every time entry is backed by durable data.
+            let rel_to = u32::try_from(st.next_offset.0 - self.base.0).unwrap_or(u32::MAX);
             let t = st.time_index.count_below(rel_to);
             let offset_pages = if all {
                 n.div_ceil(OFFSET_ENTRIES_PER_PAGE)
