@@ -149,6 +149,13 @@ pub struct Partition<S: Storage> {
     segments: RefCell<BTreeMap<i64, Rc<Segment<S::File>>>>,
     st: RefCell<State>,
     event: Event,
+    /// The segment rolled away from whose finish (exact length, sync, indexes) has not run
+    /// yet. At most one: a roll finishes the previous one first.
+    unfinished: RefCell<Option<Rc<Segment<S::File>>>>,
+    /// Serializes finishing `unfinished` between the background task and a roll.
+    finish_lock: futures::lock::Mutex<()>,
+    /// Notified when a segment waits to be finished in the background.
+    housekeeping: Event,
 }
 
 impl<S: Storage> Partition<S> {
@@ -208,10 +215,14 @@ impl<S: Storage> Partition<S> {
             .copied()
             .filter(|b| !segments.contains_key(b))
             .collect();
+        // The segment before the active one may not have been finished (rolls finish it in
+        // the background): after an unclean stop it is checked like the active one.
+        let prev_base = bases.len().checked_sub(2).map(|i| bases[i]);
         for base in to_open {
             let seg = Segment::open(&storage, &dir, Offset(base), false).await?;
             let is_last = base == last_base;
-            let trusted = !is_last || marker.is_some();
+            let is_prev = Some(base) == prev_base;
+            let trusted = !(is_last || is_prev) || marker.is_some();
             let prod = (is_last && marker.is_none()).then_some((
                 &mut producers,
                 limits.producers_max,
@@ -221,6 +232,30 @@ impl<S: Storage> Partition<S> {
                 recovery::recover_segment(&seg, trusted, config.index_interval_bytes, prod).await?;
             if r.bytes_cut > 0 {
                 tracing::info!(partition = %tp, base, bytes_cut = r.bytes_cut, batches = r.batches_walked, "recovered segment after an unclean stop");
+            }
+            if is_prev && !trusted {
+                let end = seg.st.borrow().next_offset;
+                if end.0 < last_base {
+                    // It lost its tail (never synced, or torn): the log is a prefix, so the
+                    // segment after it goes too, and this one is the active segment again.
+                    tracing::warn!(partition = %tp, base, end = end.0, dropped_from = last_base, "the segment before the active one lost its tail: dropping the segment after it");
+                    for path in crate::segment::paths(&dir, Offset(last_base)) {
+                        if storage.exists(&path) {
+                            storage
+                                .remove(&path)
+                                .await
+                                .map_err(|e| EngineError::io("remove", &path, e))?;
+                        }
+                    }
+                    storage
+                        .sync_dir(&dir)
+                        .await
+                        .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
+                    segments.insert(base, Rc::new(seg));
+                    break;
+                }
+                // Finish it now, so that it can be trusted from here on.
+                seg.finish().await?;
             }
             segments.insert(base, Rc::new(seg));
         }
@@ -263,6 +298,9 @@ impl<S: Storage> Partition<S> {
             segments: RefCell::new(segments),
             st: RefCell::new(st),
             event: Event::new(),
+            unfinished: RefCell::new(None),
+            finish_lock: futures::lock::Mutex::new(()),
+            housekeeping: Event::new(),
         })
     }
 
@@ -412,19 +450,28 @@ impl<S: Storage> Partition<S> {
             };
             match listener {
                 Some(l) => l.await,
-                None => self.flush().await,
+                None => {
+                    // Claim the flush, then let the appenders woken by the previous flush
+                    // queue their batches first: without this the task that ran the last
+                    // flush, which returns first, would start the next one with only its own
+                    // next batch, and every other write would carry a single batch.
+                    let guard = FlushClaim::new(self);
+                    yield_once().await;
+                    self.flush(guard).await;
+                }
             }
         }
     }
 
-    /// Writes every pending batch, then (fsync=always) syncs. One runs at a time.
-    async fn flush(&self) {
-        let batches = {
-            let mut st = self.st.borrow_mut();
-            assert!(!st.flushing, "one flusher at a time");
-            st.flushing = true;
-            st.pending_bytes = 0;
-            std::mem::take(&mut st.pending)
+    /// Writes every pending batch, then (fsync=always) syncs. One runs at a time: the caller
+    /// holds the claim. Cancel-safe: batches leave the queue only once written (a flush
+    /// dropped halfway leaves them for the next flusher, which skips what already reached
+    /// the segment), and dropping the claim lets another waiter flush.
+    async fn flush(&self, claim: FlushClaim<'_, S>) {
+        let batches: Vec<(Bytes, BatchInfo)> = {
+            let st = self.st.borrow();
+            assert!(st.flushing, "the flusher holds the claim");
+            st.pending.clone()
         };
         let result = self.write(&batches).await;
         let result = match result {
@@ -435,13 +482,15 @@ impl<S: Storage> Partition<S> {
         };
         {
             let mut st = self.st.borrow_mut();
-            st.flushing = false;
+            let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
+            st.pending.drain(..batches.len());
+            st.pending_bytes -= taken;
             if let Err(e) = result {
                 tracing::error!(partition = %self.tp, error = %e, "write failed: partition is now read-only");
                 st.error = Some(e.to_string());
             }
         }
-        self.event.notify(usize::MAX);
+        drop(claim);
     }
 
     async fn sync_active(&self) -> Result<()> {
@@ -471,7 +520,9 @@ impl<S: Storage> Partition<S> {
     /// `write_bytes_max`.
     async fn write(&self, batches: &[(Bytes, BatchInfo)]) -> Result<()> {
         let config = self.config.borrow().clone();
-        let mut i = 0;
+        // A flush cancelled after its write landed leaves those batches queued: skip them.
+        let already = self.active().st.borrow().next_offset.0;
+        let mut i = batches.partition_point(|(_, info)| info.base_offset < already);
         while i < batches.len() {
             let now = TimestampMs::now().0;
             let seg = self.active();
@@ -528,12 +579,17 @@ impl<S: Storage> Partition<S> {
         Ok(())
     }
 
-    /// Finishes the active segment and starts a new one at `base`.
+    /// Starts a new active segment at `base`. The old one is finished (cut to its exact
+    /// length, synced, its indexes written) later, off the append path, by
+    /// [`Partition::finish_rolled`]; with fsync=always its data is synced here, since the
+    /// flush that rolls may acknowledge batches written to it.
     async fn roll(&self, base: Offset) -> Result<()> {
+        // A previous roll's segment not finished yet (rolls in quick succession, or nothing
+        // drives the background work): finish it now, so at most one waits.
+        self.finish_rolled().await?;
         let old = self.active();
-        old.finish().await?;
-        {
-            // Everything written so far is now synced.
+        if self.limits.fsync == FsyncPolicy::Always {
+            old.sync().await?;
             let mut st = self.st.borrow_mut();
             st.synced = st.written;
         }
@@ -551,6 +607,41 @@ impl<S: Storage> Partition<S> {
             .map_err(|e| EngineError::io("fsync dir", &self.dir, e))?;
         tracing::debug!(partition = %self.tp, base = base.0, "rolled segment");
         self.segments.borrow_mut().insert(base.0, Rc::new(seg));
+        *self.unfinished.borrow_mut() = Some(old);
+        self.housekeeping.notify(usize::MAX);
+        Ok(())
+    }
+
+    /// Whether a rolled segment waits to be finished.
+    pub fn has_unfinished(&self) -> bool {
+        self.unfinished.borrow().is_some()
+    }
+
+    /// A listener woken when a rolled segment waits to be finished.
+    pub fn listen_housekeeping(&self) -> EventListener {
+        self.housekeeping.listen()
+    }
+
+    /// Whether the partition was closed.
+    pub fn is_closed(&self) -> bool {
+        self.st.borrow().closed
+    }
+
+    /// Finishes the segment the last roll left (exact length, fdatasync, every index entry
+    /// written and synced), if any. The shard runs this in a background task after each roll;
+    /// a roll and `close` run it too. A failure makes the partition read-only.
+    pub async fn finish_rolled(&self) -> Result<()> {
+        let _serial = self.finish_lock.lock().await;
+        let Some(seg) = self.unfinished.borrow().clone() else {
+            return Ok(());
+        };
+        if let Err(e) = seg.finish().await {
+            tracing::error!(partition = %self.tp, segment = seg.base.0, error = %e, "finishing a rolled segment failed: partition is now read-only");
+            self.st.borrow_mut().error = Some(e.to_string());
+            self.event.notify(usize::MAX);
+            return Err(e);
+        }
+        self.unfinished.borrow_mut().take();
         Ok(())
     }
 
@@ -656,6 +747,15 @@ impl<S: Storage> Partition<S> {
                 }
                 let total: u64 = segs.values().map(|s| s.written()).sum();
                 let (_, oldest) = segs.iter().next().expect("two segments");
+                if self
+                    .unfinished
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|u| u.base == oldest.base)
+                {
+                    // Finished in the background first; the next check deletes it.
+                    break;
+                }
                 let (max_ts, size) = {
                     let s = oldest.st.borrow();
                     (s.max_timestamp, s.written)
@@ -732,6 +832,7 @@ impl<S: Storage> Partition<S> {
                 reason,
             });
         }
+        self.finish_rolled().await?;
         self.active().finish().await?;
         let marker = {
             let st = self.st.borrow();
@@ -764,6 +865,44 @@ impl<S: Storage> Partition<S> {
     pub fn forget_cache(&self) {
         self.cache.borrow_mut().remove_partition(self.uid);
     }
+}
+
+/// The right to flush, held by one task at a time. Dropping it (at the end of a flush, or
+/// when the flushing task is cancelled) frees the flush and wakes every waiter.
+struct FlushClaim<'a, S: Storage> {
+    partition: &'a Partition<S>,
+}
+
+impl<'a, S: Storage> FlushClaim<'a, S> {
+    fn new(partition: &'a Partition<S>) -> Self {
+        let mut st = partition.st.borrow_mut();
+        assert!(!st.flushing, "one flusher at a time");
+        st.flushing = true;
+        drop(st);
+        FlushClaim { partition }
+    }
+}
+
+impl<S: Storage> Drop for FlushClaim<'_, S> {
+    fn drop(&mut self) {
+        self.partition.st.borrow_mut().flushing = false;
+        self.partition.event.notify(usize::MAX);
+    }
+}
+
+/// Returns `Pending` once, so that every other ready task runs before the caller goes on.
+pub(crate) async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 async fn read_json<S: Storage, T: for<'de> Deserialize<'de>>(

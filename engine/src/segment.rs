@@ -193,7 +193,7 @@ impl<F: StorageFile> Segment<F> {
             let new_written = st.written + batches.iter().map(|(b, _)| b.len() as u64).sum::<u64>();
             let len = usize::try_from(align_up(new_written) - start)
                 .map_err(|_| EngineError::InvalidConfig("write too large".into()))?;
-            let mut buf = self.log.alloc(len);
+            let mut buf = self.log.alloc_unzeroed(len);
             let bytes = buf.bytes_mut();
             bytes[..st.tail.len()].copy_from_slice(&st.tail);
             let mut at = st.tail.len();
@@ -201,6 +201,9 @@ impl<F: StorageFile> Segment<F> {
                 bytes[at..at + b.len()].copy_from_slice(b);
                 at += b.len();
             }
+            // Zeros after the last batch up to the block end: where recovery looks for the
+            // next header.
+            bytes[at..].fill(0);
             (buf, start, new_written)
         };
         self.preallocate(new_written, preallocate_bytes).await?;

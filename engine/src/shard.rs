@@ -206,7 +206,15 @@ where
             )
         });
         if let Err(e) = r.and_then(|r| r) {
-            first_err.get_or_insert(e);
+            // A shard that stopped because another failed (`ShardFailed(usize::MAX)`) is not
+            // the cause: report the shard that failed, whichever order they are joined in.
+            let generic = |e: &EngineError| matches!(e, EngineError::ShardFailed(usize::MAX));
+            if first_err
+                .as_ref()
+                .is_none_or(|f| generic(f) && !generic(&e))
+            {
+                first_err = Some(e);
+            }
         }
     }
     first_err.map_or(Ok(()), Err)
@@ -323,6 +331,27 @@ async fn serve<S: Storage>(shard: Shard<S>, mut rx: mpsc::Receiver<ShardMsg>) {
     }
 }
 
+/// A partition's background work: finishing the segment a roll left (exact length, sync,
+/// indexes) off the append path. Ends when the partition is closed or dropped.
+async fn finish_rolled_segments<S: Storage>(part: std::rc::Weak<Partition<S>>) {
+    loop {
+        let Some(p) = part.upgrade() else { return };
+        if p.is_closed() {
+            return;
+        }
+        let listener = p.listen_housekeeping();
+        if p.has_unfinished() {
+            // A failure is logged and makes the partition read-only.
+            let _ = p.finish_rolled().await;
+            continue;
+        }
+        drop(p);
+        // Also wake now and then to notice a dropped partition.
+        let sleep = std::pin::pin!(glommio::timer::sleep(Duration::from_secs(1)));
+        futures::future::select(listener, sleep).await;
+    }
+}
+
 async fn tick<S: Storage>(shard: Shard<S>) {
     let config = &shard.shared.config;
     let period = match config.fsync {
@@ -415,7 +444,9 @@ impl<S: Storage> Shard<S> {
                 Rc::clone(&self.local.cache),
             )
             .await?;
-            self.local.partitions.borrow_mut().insert(tp, Rc::new(part));
+            let part = Rc::new(part);
+            glommio::spawn_local(finish_rolled_segments(Rc::downgrade(&part))).detach();
+            self.local.partitions.borrow_mut().insert(tp, part);
         }
         Ok(())
     }

@@ -108,21 +108,9 @@ impl SimStorage {
     }
 }
 
-/// Yields once to the executor, so that concurrent tasks interleave at every I/O, as they do
+/// Yields once to the executor at every I/O, so that concurrent tasks interleave as they do
 /// on a real disk (an always-ready future would let one task run every append to the end).
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-}
+use crate::partition::yield_once as yield_now;
 
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -73,6 +73,12 @@ pub trait StorageFile: 'static {
 
     /// Allocates an aligned, zeroed write buffer of `len` bytes (a multiple of the block).
     fn alloc(&self, len: usize) -> Self::Buf;
+    /// Like [`StorageFile::alloc`], but the contents are unspecified: the caller writes every
+    /// byte before the buffer is written (the append path, which fills the whole buffer,
+    /// saves a pass over it).
+    fn alloc_unzeroed(&self, len: usize) -> Self::Buf {
+        self.alloc(len)
+    }
     /// Writes the whole buffer at `pos` (block aligned). Returns the bytes written, which a
     /// faulty disk may make fewer than asked.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<usize>;
@@ -212,6 +218,10 @@ impl StorageFile for DmaFile {
         let mut buf = self.0.alloc_dma_buffer(len);
         buf.as_bytes_mut().fill(0);
         DmaBuf(buf)
+    }
+
+    fn alloc_unzeroed(&self, len: usize) -> DmaBuf {
+        DmaBuf(self.0.alloc_dma_buffer(len))
     }
 
     async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<usize> {

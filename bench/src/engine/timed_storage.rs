@@ -181,6 +181,10 @@ impl<F: StorageFile> StorageFile for TimedFile<F> {
         self.inner.alloc(len)
     }
 
+    fn alloc_unzeroed(&self, len: usize) -> Self::Buf {
+        self.inner.alloc_unzeroed(len)
+    }
+
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<usize> {
         // The buffer's length is not visible through the trait; the result says what was
         // written, so the event is recorded by hand.
