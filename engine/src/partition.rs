@@ -117,6 +117,8 @@ struct State {
     pending_bytes: usize,
     written: Offset,
     synced: Offset,
+    /// The highest offset a started fdatasync covers (`synced <= sync_target <= written`).
+    sync_target: Offset,
     log_start: Offset,
     flushing: bool,
     error: Option<String>,
@@ -283,6 +285,7 @@ impl<S: Storage> Partition<S> {
             next_offset: end,
             written: end,
             synced: end,
+            sync_target: end,
             log_start,
             producers,
             ..State::default()
@@ -442,7 +445,10 @@ impl<S: Storage> Partition<S> {
                 if done >= target {
                     return Ok(());
                 }
-                if st.flushing {
+                // Wait while a write runs (its flusher syncs after it, or we flush next) or
+                // while an fdatasync that covers us runs; otherwise flush.
+                let covered = self.limits.fsync == FsyncPolicy::Always && st.sync_target >= target;
+                if st.flushing || covered {
                     Some(self.event.listen())
                 } else {
                     None
@@ -463,10 +469,15 @@ impl<S: Storage> Partition<S> {
         }
     }
 
-    /// Writes every pending batch, then (fsync=always) syncs. One runs at a time: the caller
-    /// holds the claim. Cancel-safe: batches leave the queue only once written (a flush
-    /// dropped halfway leaves them for the next flusher, which skips what already reached
-    /// the segment), and dropping the claim lets another waiter flush.
+    /// Writes every pending batch, then (fsync=always) syncs. One write runs at a time: the
+    /// caller holds the claim, and gives it up as soon as its write is done, so that the next
+    /// flusher's write overlaps this flusher's fdatasync (pipelined group commit: a cycle costs
+    /// the longer of the two, not their sum). An fdatasync covers every write completed before
+    /// it starts, so overlapping ones finishing out of order only move `synced` forward.
+    ///
+    /// Cancel-safe: batches leave the queue only once written (a flush dropped halfway leaves
+    /// them for the next flusher, which skips what already reached the segment), dropping the
+    /// claim lets another waiter flush, and a dropped fdatasync gives its target back.
     async fn flush(&self, claim: FlushClaim<'_, S>) {
         let batches: Vec<(Bytes, BatchInfo)> = {
             let st = self.st.borrow();
@@ -474,35 +485,57 @@ impl<S: Storage> Partition<S> {
             st.pending.clone()
         };
         let result = self.write(&batches).await;
-        let result = match result {
-            Ok(()) if self.limits.fsync == FsyncPolicy::Always && !batches.is_empty() => {
-                self.sync_active().await
-            }
-            other => other,
-        };
-        {
+        let sync_job = {
             let mut st = self.st.borrow_mut();
             let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
             st.pending.drain(..batches.len());
             st.pending_bytes -= taken;
-            if let Err(e) = result {
-                tracing::error!(partition = %self.tp, error = %e, "write failed: partition is now read-only");
-                st.error = Some(e.to_string());
+            match result {
+                Err(e) => {
+                    tracing::error!(partition = %self.tp, error = %e, "write failed: partition is now read-only");
+                    st.error = Some(e.to_string());
+                    None
+                }
+                Ok(())
+                    if self.limits.fsync == FsyncPolicy::Always && st.written > st.sync_target =>
+                {
+                    st.sync_target = st.written;
+                    Some((self.active(), st.written))
+                }
+                Ok(()) => None,
             }
-        }
+        };
         drop(claim);
+        if let Some((seg, target)) = sync_job {
+            let mut pending_sync = SyncInFlight {
+                partition: self,
+                target,
+                done: false,
+            };
+            let result = seg.sync().await;
+            pending_sync.done = true;
+            let mut st = self.st.borrow_mut();
+            match result {
+                Ok(()) => st.synced = st.synced.max(target),
+                Err(e) => {
+                    tracing::error!(partition = %self.tp, error = %e, "fdatasync failed: partition is now read-only");
+                    st.error = Some(e.to_string());
+                }
+            }
+            debug_assert!(st.synced <= st.sync_target && st.sync_target <= st.written);
+        }
     }
 
+    /// fdatasync of the active segment, for everything written so far.
     async fn sync_active(&self) -> Result<()> {
         let (seg, target) = {
-            let st = self.st.borrow();
+            let mut st = self.st.borrow_mut();
+            st.sync_target = st.sync_target.max(st.written);
             (self.active(), st.written)
         };
         seg.sync().await?;
         let mut st = self.st.borrow_mut();
-        if target > st.synced {
-            st.synced = target;
-        }
+        st.synced = st.synced.max(target);
         Ok(())
     }
 
@@ -592,6 +625,7 @@ impl<S: Storage> Partition<S> {
             old.sync().await?;
             let mut st = self.st.borrow_mut();
             st.synced = st.written;
+            st.sync_target = st.sync_target.max(st.written);
         }
         let producers = serde_json::to_vec(&self.st.borrow().producers)
             .map_err(|e| EngineError::io("encode", &self.dir, std::io::Error::other(e)))?;
@@ -886,6 +920,26 @@ impl<'a, S: Storage> FlushClaim<'a, S> {
 impl<S: Storage> Drop for FlushClaim<'_, S> {
     fn drop(&mut self) {
         self.partition.st.borrow_mut().flushing = false;
+        self.partition.event.notify(usize::MAX);
+    }
+}
+
+/// An fdatasync in flight for offsets below `target`. Dropped before it is done (the task was
+/// cancelled), it gives the target back, so that a waiter starts another, and wakes them.
+struct SyncInFlight<'a, S: Storage> {
+    partition: &'a Partition<S>,
+    target: Offset,
+    done: bool,
+}
+
+impl<S: Storage> Drop for SyncInFlight<'_, S> {
+    fn drop(&mut self) {
+        {
+            let mut st = self.partition.st.borrow_mut();
+            if !self.done && st.sync_target == self.target {
+                st.sync_target = st.synced;
+            }
+        }
         self.partition.event.notify(usize::MAX);
     }
 }
