@@ -168,5 +168,24 @@ impl EngineError {
     }
 }
 
+impl EngineError {
+    /// Whether this is a storage error of a disk out of space (ENOSPC, EDQUOT): the write or
+    /// preallocation it came from changed nothing, so the caller may give up that write alone
+    /// rather than the partition.
+    #[must_use]
+    pub fn is_out_of_space(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        let EngineError::Io { source, .. } = self else {
+            return false;
+        };
+        matches!(source.raw_os_error(), Some(ENOSPC | EDQUOT))
+            || matches!(
+                source.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            )
+    }
+}
+
 /// Shorthand for engine results.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -185,8 +185,16 @@ impl TimeIndex {
     /// from that batch finds the first batch at or past `timestamp`.
     #[must_use]
     pub fn lookup(&self, timestamp: i64) -> Option<u32> {
+        self.lookup_entry(timestamp).map(|(_, rel)| rel)
+    }
+
+    /// The whole entry [`TimeIndex::lookup`] finds: (max timestamp, relative offset). The
+    /// batch at that offset is the one that raised the segment's max timestamp to it, so a
+    /// reader can check the entry against the batch.
+    #[must_use]
+    pub fn lookup_entry(&self, timestamp: i64) -> Option<(i64, u32)> {
         let i = self.entries.partition_point(|&(ts, _)| ts < timestamp);
-        i.checked_sub(1).map(|i| self.entries[i].1)
+        i.checked_sub(1).map(|i| self.entries[i])
     }
 
     /// Entries held.

@@ -10,13 +10,23 @@
 //! Appends that arrive while a flush runs queue up and share the next write and fdatasync:
 //! that is group commit. Offsets are assigned in queue order, so the log is written in offset
 //! order. A failed write or fdatasync puts the partition in a read-only error state: every
-//! waiter gets the error and no later append succeeds (what was on disk is unknown).
+//! waiter gets the error and no later append succeeds (what was on disk is unknown). The one
+//! exception is a disk out of space (ENOSPC, EDQUOT) at fallocate, write or roll time: then no
+//! byte of the failed write reached the file's logical end (a block write only rewrites the
+//! tail block with identical bytes before `written`), so the unwritten batches are dropped,
+//! their offsets given back, their appends fail with a storage error, and the partition stays
+//! writable for when space returns (see `drop_unwritten`).
 //!
 //! Invariant: `log_start <= synced <= written <= next_offset`, and the high watermark is
 //! `synced` with fsync=always (a consumer never sees data a crash could take back), else
 //! `written`.
 
-use std::{cell::RefCell, collections::BTreeMap, path::PathBuf, rc::Rc};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, VecDeque},
+    path::PathBuf,
+    rc::Rc,
+};
 
 use bytes::{Bytes, BytesMut};
 use event_listener::{Event, EventListener};
@@ -124,7 +134,16 @@ struct State {
     error: Option<String>,
     closed: bool,
     producers: Producers,
+    /// Bumped each time a flush out of space dropped the unwritten batches.
+    generation: u64,
+    /// Recent drops, oldest first: (the generation whose appends it dropped, offsets kept).
+    drops: VecDeque<(u64, Offset)>,
+    /// Why the last drop happened.
+    drop_reason: String,
 }
+
+/// Drops remembered for waiters that have not looked yet; an older waiter is failed.
+const DROPS_KEPT: usize = 16;
 
 /// The clean-shutdown marker's content.
 #[derive(Debug, Serialize, Deserialize)]
@@ -328,6 +347,11 @@ impl<S: Storage> Partition<S> {
         }
     }
 
+    /// The offset below which every batch is synced: what a power loss cannot take back.
+    pub fn synced_end(&self) -> Offset {
+        self.st.borrow().synced
+    }
+
     fn hw(&self, st: &State) -> Offset {
         match self.limits.fsync {
             FsyncPolicy::Always => st.synced,
@@ -353,7 +377,8 @@ impl<S: Storage> Partition<S> {
         self.wait_for_queue_room(size).await?;
         let now = TimestampMs::now();
         let (base, last, duplicate) = self.enqueue(parts)?;
-        self.wait_durable(last.plus(1)).await?;
+        let generation = self.st.borrow().generation;
+        self.wait_durable(last.plus(1), generation).await?;
         let log_start_offset = self.st.borrow().log_start;
         Ok(AppendOutcome {
             base_offset: base,
@@ -428,7 +453,7 @@ impl<S: Storage> Partition<S> {
     }
 
     /// Waits until offsets below `target` are durable per the policy, flushing when no one is.
-    async fn wait_durable(&self, target: Offset) -> Result<()> {
+    async fn wait_durable(&self, target: Offset, generation: u64) -> Result<()> {
         loop {
             let listener = {
                 let st = self.st.borrow();
@@ -437,6 +462,9 @@ impl<S: Storage> Partition<S> {
                         tp: self.tp.clone(),
                         reason: reason.clone(),
                     });
+                }
+                if st.generation != generation {
+                    self.check_not_dropped(&st, target, generation)?;
                 }
                 let done = match self.limits.fsync {
                     FsyncPolicy::Always => st.synced,
@@ -484,25 +512,35 @@ impl<S: Storage> Partition<S> {
             assert!(st.flushing, "the flusher holds the claim");
             st.pending.clone()
         };
-        let result = self.write(&batches).await;
+        let result = match self.write(&batches).await {
+            Err(e) if e.is_out_of_space() => {
+                // Gives back every unwritten batch and empties the queue (these included).
+                self.drop_unwritten(&e);
+                None
+            }
+            other => Some(other),
+        };
         let sync_job = {
             let mut st = self.st.borrow_mut();
-            let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
-            st.pending.drain(..batches.len());
-            st.pending_bytes -= taken;
+            if result.is_some() {
+                let taken: usize = batches.iter().map(|(b, _)| b.len()).sum();
+                st.pending.drain(..batches.len());
+                st.pending_bytes -= taken;
+            }
             match result {
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::error!(partition = %self.tp, error = %e, "write failed: partition is now read-only");
                     st.error = Some(e.to_string());
                     None
                 }
-                Ok(())
+                // What was written before a disk-full error is synced like any write.
+                None | Some(Ok(()))
                     if self.limits.fsync == FsyncPolicy::Always && st.written > st.sync_target =>
                 {
                     st.sync_target = st.written;
                     Some((self.active(), st.written))
                 }
-                Ok(()) => None,
+                None | Some(Ok(())) => None,
             }
         };
         drop(claim);
@@ -526,8 +564,52 @@ impl<S: Storage> Partition<S> {
         }
     }
 
-    /// fdatasync of the active segment, for everything written so far.
+    /// Out of space: gives back the offsets of every batch not yet written (this flush's
+    /// rest and everything queued since), forgets them in the producer state, and lets their
+    /// appends fail. What was written stays; the flusher still syncs it.
+    fn drop_unwritten(&self, e: &EngineError) {
+        let mut st = self.st.borrow_mut();
+        let kept = st.written;
+        let dropped = st.next_offset.0 - kept.0;
+        st.pending.clear();
+        st.pending_bytes = 0;
+        st.next_offset = kept;
+        st.producers.forget_from(kept.0);
+        let generation = st.generation;
+        st.drops.push_back((generation, kept));
+        if st.drops.len() > DROPS_KEPT {
+            st.drops.pop_front();
+        }
+        st.generation += 1;
+        st.drop_reason = e.to_string();
+        tracing::warn!(partition = %self.tp, error = %e, dropped_records = dropped, "out of space: appends failed before any byte was written; the partition stays writable");
+    }
+
+    /// For an append queued in `generation` that is still waiting after a drop: an error if
+    /// its batches were among the dropped ones (or the drop is too old to tell).
+    fn check_not_dropped(&self, st: &State, target: Offset, generation: u64) -> Result<()> {
+        let kept = st
+            .drops
+            .iter()
+            .find(|(g, _)| *g >= generation)
+            .map(|(_, k)| *k);
+        if kept.is_some_and(|k| target <= k) {
+            return Ok(());
+        }
+        Err(EngineError::io(
+            "append",
+            &self.dir,
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("not written, retry when space returns: {}", st.drop_reason),
+            ),
+        ))
+    }
+
+    /// fdatasync for everything written so far: the active segment, and first the segment a
+    /// roll left, if it is still waiting to be finished (it may hold unsynced writes).
     async fn sync_active(&self) -> Result<()> {
+        self.finish_rolled().await?;
         let (seg, target) = {
             let mut st = self.st.borrow_mut();
             st.sync_target = st.sync_target.max(st.written);
@@ -853,7 +935,8 @@ impl<S: Storage> Partition<S> {
             match pending {
                 (true, _, _) => self.event.listen().await,
                 (false, true, next) => {
-                    let _ = self.wait_durable(next).await;
+                    let generation = self.st.borrow().generation;
+                    let _ = self.wait_durable(next, generation).await;
                 }
                 (false, false, _) => break,
             }

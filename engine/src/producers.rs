@@ -136,6 +136,17 @@ impl Producers {
         }
     }
 
+    /// Forgets the batches at offsets `offset` and on (they were queued, then dropped
+    /// unwritten when the disk ran out of space), and producers left with none.
+    pub fn forget_from(&mut self, offset: i64) {
+        self.map.retain(|_, e| {
+            while e.batches.back().is_some_and(|b| b.base_offset >= offset) {
+                e.batches.pop_back();
+            }
+            !e.batches.is_empty()
+        });
+    }
+
     fn evict_oldest(&mut self) {
         let oldest = self
             .map
@@ -200,6 +211,18 @@ mod tests {
         ));
         assert_eq!(p.check(&info(1, 3, 0, 1, 0)).expect("ok"), SeqCheck::Accept);
         assert!(p.check(&info(1, 3, 4, 1, 0)).is_err());
+    }
+
+    #[test]
+    fn forgotten_batches_can_be_sent_again() {
+        let mut p = Producers::default();
+        p.record(&info(7, 0, 0, 2, 10), 10, 5);
+        p.record(&info(7, 0, 2, 2, 12), 10, 5);
+        p.record(&info(8, 0, 0, 1, 14), 10, 5);
+        p.forget_from(12);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.check(&info(7, 0, 2, 2, 0)).expect("ok"), SeqCheck::Accept);
+        assert_eq!(p.check(&info(8, 0, 0, 1, 0)).expect("ok"), SeqCheck::Accept);
     }
 
     #[test]

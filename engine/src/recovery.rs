@@ -2,7 +2,10 @@
 //!
 //! Every segment but the last was finished when it was rolled (log synced and cut to its exact
 //! length, indexes written and synced): it is trusted, and only the batches after its last
-//! index entry are walked (headers only) to find its end. The last segment is the active one:
+//! index entry are walked (headers only) to find its end. That last entry is checked first,
+//! as below (a corrupt entry is logged with its file and byte, and dropped). Entries further
+//! back and the log's CRCs are checked when read (`Segment::read`): corrupt data at rest is
+//! reported with its file and position, never served. The last segment is the active one:
 //! - after a clean shutdown (the partition's `clean_shutdown` marker exists) it is trusted too;
 //! - otherwise its last index entry is checked (the batch there must exist, carry that offset
 //!   and pass its CRC; entries are dropped until one does), the log after it is scanned batch
@@ -109,11 +112,9 @@ pub async fn recover_segment<F: StorageFile>(
         .size()
         .await
         .map_err(|e| EngineError::io("stat", &seg.path, e))?;
-    let start = if trusted {
-        last_entry(seg)
-    } else {
-        checked_entry(seg, size).await?
-    };
+    // Even a finished segment's last index entry is checked (one batch read): a flipped byte
+    // there would otherwise send the walk to the wrong place.
+    let start = checked_entry(seg, size).await?;
     let walk_from = if producers.is_some() { 0 } else { start.0 };
     let mut next = seg.base;
     let mut max_ts = -1i64;
@@ -214,6 +215,16 @@ async fn checked_entry<F: StorageFile>(seg: &Segment<F>, size: u64) -> Result<(u
         if ok {
             return Ok((pos, offset));
         }
+        // A crash loses index pages but never makes an entry lie (pages are written after the
+        // sync that covers them), so an entry that does not check out is corruption.
+        let entry = seg.st.borrow().index.len() - 1;
+        tracing::warn!(
+            index = %seg.path.with_extension("index").display(),
+            at = entry * 8,
+            offset = offset.0,
+            position = pos,
+            "corrupt index entry: no whole batch with that offset at that position; dropped, the log is walked instead"
+        );
         seg.st.borrow_mut().index.pop();
     }
 }

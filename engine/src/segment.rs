@@ -305,14 +305,22 @@ impl<F: StorageFile> Segment<F> {
         st.next_offset = Offset(info.last_offset() + 1);
     }
 
-    /// fdatasync of the log; then writes the index pages that became durable-backed.
+    /// fdatasync of the log; then writes the index pages that became durable-backed. A disk
+    /// out of space for an index page is not a failed sync: the index is a lookup aid that
+    /// recovery can rebuild, and its pages are written again at the next sync or at close.
     pub async fn sync(&self) -> Result<()> {
         let synced_to = self.written();
         self.log
             .sync()
             .await
             .map_err(io_err("fdatasync", &self.path))?;
-        self.write_index_pages(synced_to, false).await
+        match self.write_index_pages(synced_to, false).await {
+            Err(e) if e.is_out_of_space() => {
+                tracing::warn!(segment = %self.path.display(), error = %e, "out of space for an index page; written later");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Writes index pages whose entries all point below `synced_to`: full pages only, unless
@@ -357,13 +365,24 @@ impl<F: StorageFile> Segment<F> {
             st.time_pages_written = t / TIME_ENTRIES_PER_PAGE;
             (oj, tj)
         };
-        if let Some((page, bytes)) = offset_job {
-            write_pages(&self.index_file, &self.index_path, page, &bytes).await?;
+        let mut result = Ok(());
+        if let Some((page, bytes)) = &offset_job {
+            result = write_pages(&self.index_file, &self.index_path, *page, bytes).await;
         }
-        if let Some((page, bytes)) = time_job {
-            write_pages(&self.time_file, &self.time_path, page, &bytes).await?;
+        if let (Ok(()), Some((page, bytes))) = (&result, &time_job) {
+            result = write_pages(&self.time_file, &self.time_path, *page, bytes).await;
         }
-        Ok(())
+        if result.is_err() {
+            // Write these pages again next time (a page rewritten whole is harmless).
+            let mut st = self.st.borrow_mut();
+            if let Some((page, _)) = offset_job {
+                st.index_pages_written = st.index_pages_written.min(page);
+            }
+            if let Some((page, _)) = time_job {
+                st.time_pages_written = st.time_pages_written.min(page);
+            }
+        }
+        result
     }
 
     /// Makes the whole segment durable before it stops being the active one (or at
@@ -406,14 +425,16 @@ impl<F: StorageFile> Segment<F> {
     /// when larger). Every batch's CRC is checked: corrupt data is reported, never served.
     pub async fn read(&self, offset: Offset, max_bytes: usize, hw: Offset) -> Result<Vec<Bytes>> {
         const CHUNK_BYTES: usize = 64 * 1024;
-        let (mut pos, end) = {
+        // `expected`: the offset the next batch must start at. The index entry claims one for
+        // its position, and from there offsets run on without a gap; a batch that disagrees
+        // means a corrupt index (first batch) or log, reported and never served.
+        let (mut pos, end, mut expected) = {
             let st = self.st.borrow();
             let rel = u32::try_from((offset.0 - self.base.0).max(0)).unwrap_or(u32::MAX);
-            (
-                st.index.lookup(rel).map_or(0, |(_, p)| u64::from(p)),
-                st.written,
-            )
+            let (rel, pos) = st.index.lookup(rel).unwrap_or((0, 0));
+            (u64::from(pos), st.written, self.base.0 + i64::from(rel))
         };
+        let first_pos = pos;
         let mut out = Vec::new();
         let mut total = 0usize;
         let mut chunk = Bytes::new();
@@ -434,6 +455,10 @@ impl<F: StorageFile> Segment<F> {
                 batch::peek(&chunk[at..]).map_err(|e| self.corrupt(pos, &e.to_string()))?;
             let base = header.base_offset.get();
             let last = base + i64::from(header.last_offset_delta.get());
+            if base != expected {
+                return Err(self.offset_mismatch(pos, first_pos, base, expected));
+            }
+            expected = last + 1;
             if base >= hw.0 || (!out.is_empty() && total + len > max_bytes) {
                 break;
             }
@@ -470,6 +495,31 @@ impl<F: StorageFile> Segment<F> {
         Ok(b)
     }
 
+    /// A batch at `pos` whose offset is not the one due there: the index entry that led to
+    /// `first_pos` lies (when `pos` is that entry's position), or the log does.
+    fn offset_mismatch(&self, pos: u64, first_pos: u64, base: i64, expected: i64) -> EngineError {
+        if pos == first_pos && pos > 0 {
+            let entry = self
+                .st
+                .borrow()
+                .index
+                .count_below(pos + 1)
+                .saturating_sub(1);
+            EngineError::Corrupt {
+                path: self.index_path.clone(),
+                pos: entry as u64 * 8,
+                reason: format!(
+                    "an entry says offset {expected} is at log position {pos}, the batch there has offset {base}"
+                ),
+            }
+        } else {
+            self.corrupt(
+                pos,
+                &format!("batch has offset {base}, the previous batch ends before {expected}"),
+            )
+        }
+    }
+
     fn corrupt(&self, pos: u64, reason: &str) -> EngineError {
         EngineError::Corrupt {
             path: self.path.clone(),
@@ -484,14 +534,14 @@ impl<F: StorageFile> Segment<F> {
         timestamp: i64,
         hw: Offset,
     ) -> Result<Option<(Offset, i64)>> {
-        let start = {
+        let (start, mut entry) = {
             let st = self.st.borrow();
             if st.max_timestamp < timestamp {
                 return Ok(None);
             }
-            st.time_index
-                .lookup(timestamp)
-                .map_or(self.base, |rel| self.base.plus(i64::from(rel)))
+            let entry = st.time_index.lookup_entry(timestamp);
+            let start = entry.map_or(self.base, |(_, rel)| self.base.plus(i64::from(rel)));
+            (start, entry)
         };
         let mut at = start;
         loop {
@@ -501,6 +551,24 @@ impl<F: StorageFile> Segment<F> {
             }
             for b in &batches {
                 let info = batch::info(b).map_err(|e| self.corrupt(0, &e.to_string()))?;
+                if let Some((ts, _)) = entry.take() {
+                    if info.base_offset != start.0 || info.max_timestamp != ts {
+                        let rel = u32::try_from(start.0 - self.base.0).unwrap_or(u32::MAX);
+                        let n = self
+                            .st
+                            .borrow()
+                            .time_index
+                            .count_below(rel.saturating_add(1));
+                        return Err(EngineError::Corrupt {
+                            path: self.time_path.clone(),
+                            pos: n.saturating_sub(1) as u64 * 16,
+                            reason: format!(
+                                "an entry says the batch at offset {} raised the max timestamp to {ts}; the batch found has offset {} and max timestamp {}",
+                                start.0, info.base_offset, info.max_timestamp
+                            ),
+                        });
+                    }
+                }
                 if info.max_timestamp >= timestamp {
                     return Ok(Some((Offset(info.base_offset), info.max_timestamp)));
                 }

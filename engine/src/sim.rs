@@ -2,6 +2,8 @@
 //! was written and what was made durable by the last `sync`. Faults:
 //! - a failed fsync ([`SimStorage::fail_syncs`]),
 //! - a short write ([`SimStorage::short_write_next`]),
+//! - a full disk ([`SimStorage::no_space`]): writes, preallocation and atomic file writes fail
+//!   with ENOSPC before changing anything,
 //! - a crash ([`SimStorage::crash`]): every file keeps what was synced, plus any prefix
 //!   (chosen by the seed) of what was written after it, as a disk with a write-back cache may.
 //!
@@ -30,6 +32,7 @@ struct FileState {
 struct Faults {
     fail_syncs: bool,
     short_write_next: Option<usize>,
+    no_space: bool,
     sync_count: u64,
 }
 
@@ -59,6 +62,19 @@ impl SimStorage {
     /// The next write stores only its first `bytes` bytes and reports that count.
     pub fn short_write_next(&self, bytes: usize) {
         self.0.borrow_mut().faults.short_write_next = Some(bytes);
+    }
+
+    /// From now on the disk is full (`full = true`): writes, preallocation and atomic file
+    /// writes fail with ENOSPC and change nothing; or it has room again.
+    pub fn no_space(&self, full: bool) {
+        self.0.borrow_mut().faults.no_space = full;
+    }
+
+    fn check_space(&self) -> io::Result<()> {
+        if self.0.borrow().faults.no_space {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        Ok(())
     }
 
     /// How many syncs succeeded so far.
@@ -185,6 +201,7 @@ impl Storage for SimStorage {
     }
 
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.check_space()?;
         let file = Rc::new(RefCell::new(FileState {
             data: data.to_vec(),
             synced: data.to_vec(),
@@ -230,6 +247,7 @@ impl StorageFile for SimFile {
             0,
             "unaligned write length"
         );
+        self.fs.check_space()?;
         let short = self.fs.0.borrow_mut().faults.short_write_next.take();
         let len = short.map_or(buf.0.len(), |n| n.min(buf.0.len()));
         let pos = usize::try_from(pos).map_err(io::Error::other)?;
@@ -276,7 +294,7 @@ impl StorageFile for SimFile {
     }
 
     async fn preallocate(&self, _len: u64) -> io::Result<()> {
-        Ok(())
+        self.fs.check_space()
     }
 
     async fn size(&self) -> io::Result<u64> {

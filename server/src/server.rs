@@ -1,7 +1,9 @@
 //! The broker's life on one shard: bind, accept, serve connections, drain at shutdown.
 //!
-//! Every shard binds the same address (glommio sets SO_REUSEPORT) and the kernel spreads new
-//! connections between them. The first shard binds first, so that `--listen host:0` picks one
+//! Every shard binds the same address (SO_REUSEPORT) and the kernel spreads new connections
+//! between them. The listeners also set SO_REUSEADDR, as Kafka's (Java's) do: a broker
+//! restarted right after a crash must be able to bind while the dead process's connections
+//! linger in FIN_WAIT2 or TIME_WAIT. The first shard binds first, so that `--listen host:0` picks one
 //! port that every other shard then binds too. A connection lives on the shard that accepted
 //! it; requests for partitions owned elsewhere travel through the engine's `Shard` handle.
 //!
@@ -71,7 +73,7 @@ async fn bind(shard: &Shard, broker: &Broker) -> Result<TcpListener, String> {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
     };
-    let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    let listener = listen(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("local address: {e}"))?;
@@ -89,6 +91,23 @@ async fn bind(shard: &Shard, broker: &Broker) -> Result<TcpListener, String> {
         );
     }
     Ok(listener)
+}
+
+/// A listening socket on `addr` with SO_REUSEPORT (every shard binds it) and SO_REUSEADDR
+/// (connections left over from a killed broker, which carry the option too, do not block the
+/// next start), handed to glommio.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let sk = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    let fd = sk.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket that nothing else owns (`into_raw_fd`
+    // gave up socket2's ownership), which is what glommio's `from_raw_fd` expects.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
 /// Checks that no other process listens on `addr` (with SO_REUSEPORT a second broker would

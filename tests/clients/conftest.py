@@ -74,10 +74,11 @@ class Broker:
     def __init__(self, log_dir: Path, port: int | None = None,
                  advertised_port: int | None = None, fsync: str | None = None,
                  auto_create_topics: bool = True, default_partitions: int = 1,
-                 shards: int = SHARDS, extra_args: list[str] | None = None):
+                 shards: int = SHARDS, extra_args: list[str] | None = None,
+                 data_parent: Path | None = None):
         self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
-        self.data_dir = Path(tempfile.mkdtemp(prefix="keel-test-data-"))
+        self.data_dir = Path(tempfile.mkdtemp(prefix="keel-test-data-", dir=data_parent))
         self.log_path = log_dir / f"keel-{self.port}-{uuid.uuid4().hex[:6]}.log"
         self.args = [
             "--listen", f"127.0.0.1:{self.port}",
@@ -174,6 +175,11 @@ class Broker:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def crash(self) -> None:
+        """SIGKILL by PID, no warning: the crash tests' power-on-reset of the process."""
+        assert self.proc is not None, "not running"
+        self._kill()
 
     def restart(self) -> None:
         """Clean stop, then start again on the same port and data dir."""
