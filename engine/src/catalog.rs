@@ -3,6 +3,11 @@
 //! under a lock, and persisted crash-safely as JSON: write `catalog.json.tmp`, fsync, rename
 //! over `catalog.json`, fsync the directory. A crash at any point leaves the old or the new
 //! catalog, never a mix; a leftover temp file is ignored and removed at start.
+//!
+//! A full disk must not stop the catalog from changing: deleting a topic is how space is
+//! freed. So the catalog dir keeps `reserve`, a file of `RESERVE_BYTES` zeros written at start;
+//! a catalog write that finds the disk full deletes it and tries again, and the next change
+//! that finds room writes it back.
 
 use std::{
     collections::BTreeMap,
@@ -93,6 +98,42 @@ pub struct Catalog {
 }
 
 const FILE: &str = "catalog.json";
+const RESERVE: &str = "reserve";
+/// Space held back for catalog writes on a full disk: a catalog of tens of thousands of
+/// partitions, written twice (the temp file and the file it replaces).
+const RESERVE_BYTES: usize = 4 << 20;
+
+/// Writes the reserve file if it is missing; best effort (a full disk just goes without).
+fn ensure_reserve(dir: &Path) {
+    let path = dir.join(RESERVE);
+    if path.exists() {
+        return;
+    }
+    let result = write_atomic_std(&path, &vec![0; RESERVE_BYTES]);
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "no room for the catalog's reserve");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
+    }
+}
+
+/// Writes the catalog; on a full disk, gives up the reserve and tries once more.
+fn write_catalog(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match write_atomic_std(path, bytes) {
+        Err(e) if e.raw_os_error() == Some(28) && dir.join(RESERVE).exists() => {
+            tracing::warn!(path = %path.display(), "disk full: catalog written with its reserve");
+            let _ = std::fs::remove_file(path.with_extension("tmp"));
+            std::fs::remove_file(dir.join(RESERVE))?;
+            write_atomic_std(path, bytes)
+        }
+        Ok(()) => {
+            ensure_reserve(dir);
+            Ok(())
+        }
+        other => other,
+    }
+}
 
 impl Catalog {
     /// Loads the catalog under `data_dir/catalog/`, or starts an empty one.
@@ -129,6 +170,7 @@ impl Catalog {
                 ),
             });
         }
+        ensure_reserve(&dir);
         Ok(Catalog {
             path,
             state: RwLock::new(Arc::new(state)),
@@ -159,8 +201,7 @@ impl Catalog {
         let r = f(&mut next)?;
         let bytes = serde_json::to_vec_pretty(&next)
             .map_err(|e| EngineError::io("encode", &self.path, std::io::Error::other(e)))?;
-        write_atomic_std(&self.path, &bytes)
-            .map_err(|e| EngineError::io("write", &self.path, e))?;
+        write_catalog(&self.path, &bytes).map_err(|e| EngineError::io("write", &self.path, e))?;
         let mut s = self
             .state
             .write()
