@@ -68,6 +68,18 @@ pub enum ShardMsg {
     OpenTopic(String, Reply<()>),
     /// Close and delete this shard's partitions of a deleted topic.
     DropTopic(String, Reply<()>),
+    /// Run a job of the engine's user on this shard ([`Shard::run_on`]).
+    Run(Job),
+}
+
+/// A closure sent to a shard that builds a future local to it. The closure is `Send`; the
+/// future it makes need not be, so it may use the shard's own (`Rc`, `RefCell`) state.
+pub struct Job(Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
 }
 
 /// State shared by every shard.
@@ -479,6 +491,35 @@ impl<S: Storage> Shard<S> {
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
+    /// Runs `make` on shard `target` and the future it builds there, and returns its output
+    /// here. This is the seam for state that the engine's user keeps on one shard (the
+    /// broker's group coordinators): the closure and the output cross threads, the future
+    /// stays on `target` and may borrow its local state. On this shard it simply runs.
+    ///
+    /// # Errors
+    /// `target` is not a shard, or the engine is shutting down.
+    pub async fn run_on<T, F, Fut>(&self, target: usize, make: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if target == self.id {
+            return Ok(make().await);
+        }
+        if target >= self.shard_count() {
+            return Err(EngineError::ShardFailed(target));
+        }
+        self.ask(target, move |reply: Reply<T>| {
+            ShardMsg::Run(Job(Box::new(move || {
+                Box::pin(async move {
+                    let _ = reply.send(Ok(make().await));
+                })
+            })))
+        })
+        .await
+    }
+
     /// Appends the batches in `records` to a partition (on its owner shard).
     pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> Result<AppendOutcome> {
         let owner = self.owner(tp)?.owner_shard as usize;
@@ -649,6 +690,7 @@ impl<S: Storage> Shard<S> {
             ShardMsg::DropTopic(name, reply) => {
                 let _ = reply.send(self.drop_topic_local(&name).await);
             }
+            ShardMsg::Run(job) => (job.0)().await,
         }
     }
 

@@ -34,6 +34,12 @@ use crate::{
 /// Runs the broker on one shard until shutdown; the engine's `main` for each shard.
 pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
     let shutdown = ShutdownSignal::spawn_watcher(&broker.shutdown);
+    // Groups are loaded before the shard listens, so "ready" includes them.
+    if let Err(e) = crate::group::start(&shard, &broker).await {
+        tracing::error!(shard = shard.id(), error = %e, "group coordinator cannot start");
+        broker.fail();
+        return;
+    }
     let listener = match bind(&shard, &broker).await {
         Ok(l) => l,
         Err(e) => {
@@ -50,6 +56,7 @@ pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
         broker,
         shutdown,
         request_memory,
+        peer: None,
     };
     let live = Rc::new(Cell::new(0usize));
     accept_loop(&ctx, &listener, &live).await;
@@ -123,7 +130,8 @@ async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) 
             continue;
         };
         live.set(live.get() + 1);
-        let (ctx, live) = (ctx.clone(), Rc::clone(live));
+        let (mut ctx, live) = (ctx.clone(), Rc::clone(live));
+        ctx.peer = stream.peer_addr().ok();
         glommio::spawn_local(async move {
             serve(&ctx, stream, slot).await;
             live.set(live.get() - 1);
