@@ -100,11 +100,29 @@ async fn bind(shard: &Shard, broker: &Broker) -> Result<TcpListener, String> {
 
 /// Checks that no other process listens on `addr` (with SO_REUSEPORT a second broker would
 /// silently share the port) by binding it without that option, and picks the port for port 0.
+///
+/// The bind also fails while the previous run's connections sit in TIME_WAIT (the broker
+/// closed them first, as it does to connected consumers at shutdown; glommio's sockets lack
+/// SO_REUSEADDR). Those do not stop the real SO_REUSEPORT bind, so a port in use is refused
+/// only if something accepts a connection on it.
 fn probe_free(addr: SocketAddr) -> Result<SocketAddr, String> {
-    let probe = std::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
-    probe
-        .local_addr()
-        .map_err(|e| format!("local address: {e}"))
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => probe
+            .local_addr()
+            .map_err(|e| format!("local address: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
+            let target = if addr.ip().is_unspecified() {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+            } else {
+                addr
+            };
+            match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
+                Err(c) if c.kind() == std::io::ErrorKind::ConnectionRefused => Ok(addr),
+                _ => Err(format!("bind {addr}: {e}")),
+            }
+        }
+        Err(e) => Err(format!("bind {addr}: {e}")),
+    }
 }
 
 async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) {
