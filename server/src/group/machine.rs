@@ -251,6 +251,14 @@ impl Group {
         protocol_type: &str,
         protocols: &[(String, Bytes)],
     ) -> bool {
+        if self.state != GroupState::Empty
+            && self
+                .protocol_type
+                .as_deref()
+                .is_some_and(|t| t != protocol_type)
+        {
+            return false;
+        }
         let others: Vec<&Member> = self
             .members
             .values()
@@ -258,13 +266,6 @@ impl Group {
             .collect();
         if others.is_empty() {
             return true;
-        }
-        if self
-            .protocol_type
-            .as_deref()
-            .is_some_and(|t| t != protocol_type)
-        {
-            return false;
         }
         protocols.iter().any(|(name, _)| {
             others
