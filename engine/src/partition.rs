@@ -675,6 +675,28 @@ impl<S: Storage> Partition<S> {
         Ok(deleted)
     }
 
+    /// Deletes the closed segments that hold only offsets below `offset` (a compacted
+    /// prefix: its records were rewritten later in the log) and moves the log start past
+    /// them. The active segment always stays. Returns how many segments were deleted.
+    pub async fn delete_before(&self, offset: Offset) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let victim = {
+                let segs = self.segments.borrow();
+                let mut it = segs.iter();
+                match (it.next(), it.next()) {
+                    (Some((_, oldest)), Some((next_base, _))) if *next_base <= offset.0 => {
+                        Rc::clone(oldest)
+                    }
+                    _ => break,
+                }
+            };
+            self.delete_segment(&victim).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     async fn delete_segment(&self, seg: &Segment<S::File>) -> Result<()> {
         let next_base = {
             let mut segs = self.segments.borrow_mut();

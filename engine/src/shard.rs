@@ -68,6 +68,8 @@ pub enum ShardMsg {
     OpenTopic(String, Reply<()>),
     /// Close and delete this shard's partitions of a deleted topic.
     DropTopic(String, Reply<()>),
+    /// Delete a partition's closed segments below an offset.
+    DeleteBefore(TopicPartition, Offset, Reply<usize>),
     /// Run a job of the engine's user on this shard ([`Shard::run_on`]).
     Run(Job),
 }
@@ -520,6 +522,18 @@ impl<S: Storage> Shard<S> {
         .await
     }
 
+    /// Deletes a partition's closed segments that hold only offsets below `offset` (after
+    /// their records were rewritten further on, as a compacted topic's owner does); the log
+    /// start moves to the first segment kept. Returns how many segments went.
+    pub async fn delete_before(&self, tp: &TopicPartition, offset: Offset) -> Result<usize> {
+        let owner = self.owner(tp)?.owner_shard as usize;
+        if owner == self.id {
+            return self.local_partition(tp).await?.delete_before(offset).await;
+        }
+        self.ask(owner, |r| ShardMsg::DeleteBefore(tp.clone(), offset, r))
+            .await
+    }
+
     /// Appends the batches in `records` to a partition (on its owner shard).
     pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> Result<AppendOutcome> {
         let owner = self.owner(tp)?.owner_shard as usize;
@@ -689,6 +703,13 @@ impl<S: Storage> Shard<S> {
             }
             ShardMsg::DropTopic(name, reply) => {
                 let _ = reply.send(self.drop_topic_local(&name).await);
+            }
+            ShardMsg::DeleteBefore(tp, offset, reply) => {
+                let r = match self.local_partition(&tp).await {
+                    Ok(p) => p.delete_before(offset).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
             }
             ShardMsg::Run(job) => (job.0)().await,
         }

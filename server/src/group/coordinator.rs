@@ -43,6 +43,8 @@ pub struct Settings {
     pub initial_delay: Duration,
     /// offsets_retention_ms.
     pub retention_ms: u64,
+    /// offsets_snapshot_bytes.
+    pub snapshot_bytes: u64,
 }
 
 /// A JoinGroup, as the coordinator needs it.
@@ -131,6 +133,12 @@ enum Joined {
 
 type Reject = ResponseError;
 
+/// Records per batch of a snapshot: offsets records are under 600 bytes (topic and group
+/// names are short strings, metadata at most offset_metadata_bytes_max), so a batch stays
+/// far below batch_bytes_max; group records are bounded by group_members_max and
+/// group_metadata_bytes_max.
+const SNAPSHOT_RECORDS_PER_BATCH: usize = 500;
+
 /// The coordinator of one shard.
 pub struct Coordinator {
     shard: Shard,
@@ -139,6 +147,11 @@ pub struct Coordinator {
     partition_count: i32,
     groups: RefCell<HashMap<String, Group>>,
     loaded: RefCell<HashSet<i32>>,
+    /// Appends under way, per partition: a snapshot waits for none, so that no record it
+    /// does not hold can land below it.
+    in_flight: RefCell<HashMap<i32, usize>>,
+    /// Bytes appended per partition since its last snapshot (or in the log at load).
+    since_snapshot: RefCell<HashMap<i32, u64>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -169,6 +182,8 @@ impl Coordinator {
             partition_count,
             groups: RefCell::new(HashMap::new()),
             loaded: RefCell::new(HashSet::new()),
+            in_flight: RefCell::new(HashMap::new()),
+            since_snapshot: RefCell::new(HashMap::new()),
         }
     }
 
@@ -211,7 +226,17 @@ impl Coordinator {
             tracing::error!(error = %e, "encoding a __consumer_offsets batch");
             ResponseError::UnknownServerError
         })?;
-        match self.shard.append(&tp, batch).await {
+        *self
+            .since_snapshot
+            .borrow_mut()
+            .entry(partition)
+            .or_default() += batch.len() as u64;
+        *self.in_flight.borrow_mut().entry(partition).or_default() += 1;
+        let result = self.shard.append(&tp, batch).await;
+        if let Some(n) = self.in_flight.borrow_mut().get_mut(&partition) {
+            *n -= 1;
+        }
+        match result {
             Ok(out) => Ok(out.base_offset.0),
             Err(e) => {
                 tracing::error!(partition, error = %e, "__consumer_offsets append failed");
@@ -969,6 +994,83 @@ impl Coordinator {
         }
     }
 
+    /// Compaction: each partition past `offsets_snapshot_bytes` since its last snapshot, and
+    /// with no append under way, gets a snapshot (every live record of its groups, appended
+    /// again) and loses the closed segments before it. Replay then starts at most one
+    /// snapshot and `offsets_snapshot_bytes` back, whatever the number of commits ever made.
+    pub async fn compact(&self) {
+        let due: Vec<i32> = self
+            .since_snapshot
+            .borrow()
+            .iter()
+            .filter(|(p, bytes)| {
+                **bytes > self.settings.snapshot_bytes
+                    && self.in_flight.borrow().get(p).copied().unwrap_or(0) == 0
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in due {
+            if let Err(e) = self.snapshot(partition).await {
+                tracing::warn!(partition, error = %e, "__consumer_offsets snapshot failed");
+            }
+        }
+    }
+
+    async fn snapshot(&self, partition: i32) -> Result<(), EngineError> {
+        let records: Vec<StoreRecord> = {
+            let groups = self.groups.borrow();
+            groups
+                .values()
+                .filter(|g| g.state != GroupState::Dead)
+                .filter(|g| partition_for(&g.id, self.partition_count) == partition)
+                .flat_map(|g| {
+                    let meta =
+                        (g.generation > 0 || !g.members.is_empty()).then(|| StoreRecord::Group {
+                            group: g.id.clone(),
+                            value: Some(g.to_value()),
+                        });
+                    let offsets = g.offsets.iter().map(|((t, p), c)| StoreRecord::Offset {
+                        group: g.id.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                        value: Some(OffsetValue {
+                            offset: c.offset,
+                            leader_epoch: c.leader_epoch,
+                            commit_ms: c.commit_ms,
+                            metadata: c.metadata.clone(),
+                        }),
+                    });
+                    meta.into_iter().chain(offsets)
+                })
+                .collect()
+        };
+        self.since_snapshot.borrow_mut().insert(partition, 0);
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut start = None;
+        for chunk in records.chunks(SNAPSHOT_RECORDS_PER_BATCH) {
+            match self.append(partition, chunk).await {
+                Ok(base) => {
+                    start.get_or_insert(base);
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        if let Some(start) = start {
+            let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+            let deleted = self.shard.delete_before(&tp, Offset(start)).await?;
+            tracing::info!(
+                partition,
+                records = records.len(),
+                start,
+                deleted,
+                "__consumer_offsets snapshot"
+            );
+        }
+        Ok(())
+    }
+
     fn expire_offsets(&self, g: &Group, now_ms: i64) -> Vec<StoreRecord> {
         let retention = i64::try_from(self.settings.retention_ms).unwrap_or(i64::MAX);
         g.offsets
@@ -1023,6 +1125,9 @@ impl Coordinator {
             }
         }
         self.loaded.borrow_mut().insert(partition);
+        self.since_snapshot
+            .borrow_mut()
+            .insert(partition, offsets.size_bytes);
         let groups = self
             .groups
             .borrow()

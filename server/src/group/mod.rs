@@ -24,7 +24,7 @@ pub mod store;
 use std::{cell::RefCell, future::Future, rc::Rc, sync::Arc, time::Duration};
 
 use kafka_protocol::error::ResponseError;
-use keel_engine::{Shard, TopicOverrides};
+use keel_engine::{config::SEGMENT_BYTES_MIN, Shard, TopicOverrides};
 
 use crate::{
     broker::{Broker, Ctx},
@@ -128,6 +128,7 @@ fn settings(config: &Config) -> coordinator::Settings {
         session_max_ms: config.group_max_session_timeout_ms,
         initial_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
         retention_ms: config.offsets_retention_ms,
+        snapshot_bytes: config.offsets_snapshot_bytes,
     }
 }
 
@@ -143,6 +144,8 @@ pub async fn start(shard: &Shard, broker: &Arc<Broker>) -> Result<(), String> {
             // Compaction (snapshots), not time or size, bounds this topic.
             retention_ms: Some(-1),
             retention_bytes: Some(-1),
+            // Segments roll at the snapshot bound, so that a snapshot frees whole segments.
+            segment_bytes_max: Some(config.offsets_snapshot_bytes.max(SEGMENT_BYTES_MIN)),
             ..TopicOverrides::default()
         };
         shard
@@ -194,6 +197,7 @@ pub async fn start(shard: &Shard, broker: &Arc<Broker>) -> Result<(), String> {
             glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
             ticks += 1;
             coordinator.tick(ticks % retention_every.max(1) == 0).await;
+            coordinator.compact().await;
         }
         coordinator.fail_waiters();
     })
