@@ -196,7 +196,9 @@ pub async fn start(shard: &Shard, broker: &Arc<Broker>) -> Result<(), String> {
         while !broker.shutdown.is_set() {
             glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
             ticks += 1;
-            coordinator.tick(ticks % retention_every.max(1) == 0).await;
+            coordinator
+                .tick(ticks.is_multiple_of(retention_every.max(1)))
+                .await;
             coordinator.compact().await;
         }
         coordinator.fail_waiters();

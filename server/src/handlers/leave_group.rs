@@ -38,7 +38,7 @@ pub async fn handle(ctx: &Ctx, version: i16, req: LeaveGroupRequest) -> LeaveGro
         return LeaveGroupResponse::default().with_error_code(top);
     }
     // v3+: the top-level error is for the group as a whole; members carry their own.
-    let group_level = answers.is_empty().then_some(top).unwrap_or(0);
+    let group_level = if answers.is_empty() { top } else { 0 };
     let members = answers
         .into_iter()
         .map(|(m, i, code)| {
