@@ -17,11 +17,10 @@
 //   group_consume {bootstrap, group, topics, session_ms, heartbeat_ms} -> a consumer-group
 //              member that prints event lines until SIGTERM (see group_member.py)
 //
-// KafkaJS has no manual-assignment consumer: its Consumer always joins a group, and the
-// broker has no groups yet. So `consume` and `long_poll` fetch through KafkaJS's own
-// cluster and broker objects, which run the same Fetch encoding, record-batch decoding
-// and decompression as its Consumer, without the group protocol. Once groups exist,
-// a test with the real Consumer belongs beside these.
+// KafkaJS has no manual-assignment consumer: its Consumer always joins a group. So
+// `consume` and `long_poll` fetch through KafkaJS's own cluster and broker objects, which
+// run the same Fetch encoding, record-batch decoding and decompression as its Consumer,
+// without the group protocol; `group_consume` is the real Consumer in a group.
 
 'use strict'
 
