@@ -11,12 +11,17 @@ Hand-built JoinGroup v5, SyncGroup v3, Heartbeat v3 and OffsetCommit v7 over a r
     JoinGroup of another protocol type                     -> INCONSISTENT_GROUP_PROTOCOL (23)
     JoinGroup past group_members_max                       -> GROUP_MAX_SIZE_REACHED (81)
     JoinGroup v4+ without a member id                      -> MEMBER_ID_REQUIRED (79), an id
+    Produce to / DeleteTopics of __consumer_offsets        -> INVALID_TOPIC_EXCEPTION (17)
 
 Afterwards the raw member still heartbeats fine and a real client's group works.
 """
 
-import kafka_wire as kw
+import confluent_kafka
+import pytest
+
+import clients as c
 import groups as g
+import kafka_wire as kw
 
 JOIN, SYNC, HEARTBEAT, COMMIT = 11, 14, 12, 8
 NONE, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION = 0, 25, 22
@@ -101,6 +106,15 @@ def test_bad_group_requests_get_error_codes(broker_factory, topic):
         assert join(conn, group)[0] == GROUP_MAX_SIZE_REACHED
 
         assert heartbeat(conn, group, gen, member) == NONE, "the member was disturbed"
+
+        # Only the coordinator writes to its topic, and it cannot be deleted.
+        batch = kw.record_batch([kw.Record(b"k", b"v")])
+        assert conn.produce("__consumer_offsets", 0, batch).error_code == \
+            kw.INVALID_TOPIC_EXCEPTION
+    admin = c.confluent_admin(broker.bootstrap)
+    with pytest.raises(confluent_kafka.KafkaException) as e:
+        admin.delete_topics(["__consumer_offsets"])["__consumer_offsets"].result(timeout=30)
+    assert e.value.args[0].code() == confluent_kafka.KafkaError.INVALID_TOPIC_EXCEPTION
 
     # The coordinator still serves a real client's group.
     m = g.Member("confluent", broker.bootstrap, f"real-{topic}", [topic])

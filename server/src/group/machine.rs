@@ -626,12 +626,14 @@ mod tests {
         };
         let mut g = Group::new("g", 0);
         let now = Instant::now();
-        g.prepare_rebalance(now, 0, timing);
         let (tx, mut rx) = oneshot::channel();
         let mut a = member("a", &["range"]);
         a.join_waiter = Some(tx);
         g.members.insert("a".into(), a);
         g.members.insert("b".into(), member("b", &["range"]));
+        // The members are in before the rebalance starts: its deadline is their largest
+        // rebalance timeout (10 s).
+        g.prepare_rebalance(now, 0, timing);
         assert!(!g.maybe_complete_join(now, 0), "b has not rejoined");
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert!(!g.maybe_complete_join(now + Duration::from_secs(11), 0));
