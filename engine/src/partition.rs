@@ -728,6 +728,15 @@ impl<S: Storage> Partition<S> {
         Ok(())
     }
 
+    /// Whether `seg` is the rolled segment waiting to be finished: it is not deleted yet (the
+    /// background task finishes it first, and the next check deletes it).
+    fn is_unfinished(&self, seg: &Segment<S::File>) -> bool {
+        self.unfinished
+            .borrow()
+            .as_ref()
+            .is_some_and(|u| u.base == seg.base)
+    }
+
     /// Whether a rolled segment waits to be finished.
     pub fn has_unfinished(&self) -> bool {
         self.unfinished.borrow().is_some()
@@ -863,12 +872,7 @@ impl<S: Storage> Partition<S> {
                 }
                 let total: u64 = segs.values().map(|s| s.written()).sum();
                 let (_, oldest) = segs.iter().next().expect("two segments");
-                if self
-                    .unfinished
-                    .borrow()
-                    .as_ref()
-                    .is_some_and(|u| u.base == oldest.base)
-                {
+                if self.is_unfinished(oldest) {
                     // Finished in the background first; the next check deletes it.
                     break;
                 }
@@ -884,6 +888,30 @@ impl<S: Storage> Partition<S> {
                     break;
                 }
                 Rc::clone(oldest)
+            };
+            self.delete_segment(&victim).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the closed segments that hold only offsets below `offset` (a compacted
+    /// prefix: its records were rewritten later in the log) and moves the log start past
+    /// them. The active segment always stays. Returns how many segments were deleted.
+    pub async fn delete_before(&self, offset: Offset) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let victim = {
+                let segs = self.segments.borrow();
+                let mut it = segs.iter();
+                match (it.next(), it.next()) {
+                    (Some((_, oldest)), Some((next_base, _)))
+                        if *next_base <= offset.0 && !self.is_unfinished(oldest) =>
+                    {
+                        Rc::clone(oldest)
+                    }
+                    _ => break,
+                }
             };
             self.delete_segment(&victim).await?;
             deleted += 1;

@@ -68,6 +68,20 @@ pub enum ShardMsg {
     OpenTopic(String, Reply<()>),
     /// Close and delete this shard's partitions of a deleted topic.
     DropTopic(String, Reply<()>),
+    /// Delete a partition's closed segments below an offset.
+    DeleteBefore(TopicPartition, Offset, Reply<usize>),
+    /// Run a job of the engine's user on this shard ([`Shard::run_on`]).
+    Run(Job),
+}
+
+/// A closure sent to a shard that builds a future local to it. The closure is `Send`; the
+/// future it makes need not be, so it may use the shard's own (`Rc`, `RefCell`) state.
+pub struct Job(Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
 }
 
 /// State shared by every shard.
@@ -510,6 +524,47 @@ impl<S: Storage> Shard<S> {
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
+    /// Runs `make` on shard `target` and the future it builds there, and returns its output
+    /// here. This is the seam for state that the engine's user keeps on one shard (the
+    /// broker's group coordinators): the closure and the output cross threads, the future
+    /// stays on `target` and may borrow its local state. On this shard it simply runs.
+    ///
+    /// # Errors
+    /// `target` is not a shard, or the engine is shutting down.
+    pub async fn run_on<T, F, Fut>(&self, target: usize, make: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if target == self.id {
+            return Ok(make().await);
+        }
+        if target >= self.shard_count() {
+            return Err(EngineError::ShardFailed(target));
+        }
+        self.ask(target, move |reply: Reply<T>| {
+            ShardMsg::Run(Job(Box::new(move || {
+                Box::pin(async move {
+                    let _ = reply.send(Ok(make().await));
+                })
+            })))
+        })
+        .await
+    }
+
+    /// Deletes a partition's closed segments that hold only offsets below `offset` (after
+    /// their records were rewritten further on, as a compacted topic's owner does); the log
+    /// start moves to the first segment kept. Returns how many segments went.
+    pub async fn delete_before(&self, tp: &TopicPartition, offset: Offset) -> Result<usize> {
+        let owner = self.owner(tp)?.owner_shard as usize;
+        if owner == self.id {
+            return self.local_partition(tp).await?.delete_before(offset).await;
+        }
+        self.ask(owner, |r| ShardMsg::DeleteBefore(tp.clone(), offset, r))
+            .await
+    }
+
     /// Appends the batches in `records` to a partition (on its owner shard).
     pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> Result<AppendOutcome> {
         let owner = self.owner(tp)?.owner_shard as usize;
@@ -680,6 +735,14 @@ impl<S: Storage> Shard<S> {
             ShardMsg::DropTopic(name, reply) => {
                 let _ = reply.send(self.drop_topic_local(&name).await);
             }
+            ShardMsg::DeleteBefore(tp, offset, reply) => {
+                let r = match self.local_partition(&tp).await {
+                    Ok(p) => p.delete_before(offset).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            ShardMsg::Run(job) => (job.0)().await,
         }
     }
 

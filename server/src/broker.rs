@@ -30,6 +30,8 @@ pub struct Broker {
     advertised: OnceLock<(String, i32)>,
     bound_shards: AtomicUsize,
     failed: AtomicBool,
+    /// Consumer groups held by all coordinators, against `groups_max`.
+    pub group_count: AtomicUsize,
 }
 
 impl Broker {
@@ -45,6 +47,7 @@ impl Broker {
             advertised: OnceLock::new(),
             bound_shards: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
+            group_count: AtomicUsize::new(0),
         }
     }
 
@@ -118,4 +121,6 @@ pub struct Ctx {
     pub shutdown: ShutdownSignal,
     /// This shard's budget of bytes in large request frames (`request_memory_bytes_max`).
     pub request_memory: Rc<glommio::sync::Semaphore>,
+    /// The client's address, on a connection's copy of the context.
+    pub peer: Option<SocketAddr>,
 }

@@ -181,6 +181,45 @@ pub struct Config {
     /// Pin each shard to one CPU.
     #[arg(long, default_value_t = engine_defaults().pin_cores, action = clap::ArgAction::Set)]
     pub pin_cores: bool,
+
+    /// Consumer groups the broker holds at once; a JoinGroup or commit that would create one
+    /// more is answered GROUP_MAX_SIZE_REACHED.
+    #[arg(long, default_value_t = 10_000)]
+    pub groups_max: usize,
+    /// Members (joined or awaiting their member id) of one group; past it a JoinGroup is
+    /// answered GROUP_MAX_SIZE_REACHED (group.max.size).
+    #[arg(long, default_value_t = 1000)]
+    pub group_members_max: usize,
+    /// Largest protocol metadata of one member in a JoinGroup (all its protocols together),
+    /// and largest assignment of one member in a SyncGroup; past it MESSAGE_TOO_LARGE.
+    #[arg(long, default_value_t = 64 << 10)]
+    pub group_metadata_bytes_max: usize,
+    /// Largest metadata string of one committed offset; past it OFFSET_METADATA_TOO_LARGE
+    /// (offset.metadata.max.bytes).
+    #[arg(long, default_value_t = 4096)]
+    pub offset_metadata_bytes_max: usize,
+    /// Shortest session timeout a member may ask for (group.min.session.timeout.ms).
+    #[arg(long, default_value_t = 6000)]
+    pub group_min_session_timeout_ms: i32,
+    /// Longest session timeout a member may ask for (group.max.session.timeout.ms).
+    #[arg(long, default_value_t = 1_800_000)]
+    pub group_max_session_timeout_ms: i32,
+    /// How long the first rebalance of an empty group waits for more members, extended by
+    /// each new member up to the rebalance timeout (group.initial.rebalance.delay.ms).
+    #[arg(long, default_value_t = 3000)]
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Committed offsets of a group that has been empty this long are deleted
+    /// (offsets.retention.minutes, in ms).
+    #[arg(long, default_value_t = 7 * 24 * 3600 * 1000)]
+    pub offsets_retention_ms: u64,
+    /// Partitions of the internal `__consumer_offsets` topic, when the broker creates it at
+    /// its first start (offsets.topic.num.partitions). Later starts keep the count it has.
+    #[arg(long, default_value_t = 8)]
+    pub offsets_topic_partitions: i32,
+    /// Bytes appended to a partition of `__consumer_offsets` since its last snapshot past
+    /// which the coordinator writes a new snapshot of its groups and drops the log before it.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub offsets_snapshot_bytes: u64,
 }
 
 impl Config {
@@ -238,6 +277,7 @@ impl Config {
                 "connection_idle_ms_max must be positive".into(),
             ));
         }
+        self.validate_groups()?;
         if self.default_partitions < 1 {
             return Err(ConfigError::Invalid(
                 "default_partitions must be at least 1".into(),
@@ -251,6 +291,30 @@ impl Config {
         self.listen_addr()?;
         if let Some(a) = &self.advertised_listener {
             split_host_port(a)?;
+        }
+        Ok(())
+    }
+
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("groups_max", self.groups_max),
+            ("group_members_max", self.group_members_max),
+            ("group_metadata_bytes_max", self.group_metadata_bytes_max),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be positive")));
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
+        {
+            return Err(ConfigError::Invalid(
+                "group session timeouts: 1 <= min <= max".into(),
+            ));
+        }
+        if self.offsets_topic_partitions < 1 || self.offsets_retention_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "offsets_topic_partitions and offsets_retention_ms must be positive".into(),
+            ));
         }
         Ok(())
     }

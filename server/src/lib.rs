@@ -12,6 +12,8 @@
 //! - [`codec`]: a cheap check of a frame (API key, version), then the request header; the
 //!   response header and frame on the way out.
 //! - [`handlers`]: one file per Kafka API, and `APIS`, the one list of what keel serves.
+//! - [`group`]: the consumer group coordinator: one per shard, for the groups whose
+//!   partition of `__consumer_offsets` the shard owns.
 //! - [`error`]: why a connection closes, and the one mapping of engine errors to Kafka codes.
 //! - [`broker`]: what shards share (settings, counters, broker state) and what a handler sees.
 //! - [`state`]: the cluster id and the producer id counter, kept in the data dir.
@@ -30,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod server;
 pub mod shutdown;

@@ -36,6 +36,12 @@ use crate::{
 /// Runs the broker on one shard until shutdown; the engine's `main` for each shard.
 pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
     let shutdown = ShutdownSignal::spawn_watcher(&broker.shutdown);
+    // Groups are loaded before the shard listens, so "ready" includes them.
+    if let Err(e) = crate::group::start(&shard, &broker).await {
+        tracing::error!(shard = shard.id(), error = %e, "group coordinator cannot start");
+        broker.fail();
+        return;
+    }
     let listener = match bind(&shard, &broker).await {
         Ok(l) => l,
         Err(e) => {
@@ -52,6 +58,7 @@ pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
         broker,
         shutdown,
         request_memory,
+        peer: None,
     };
     let live = Rc::new(Cell::new(0usize));
     accept_loop(&ctx, &listener, &live).await;
@@ -112,11 +119,29 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Checks that no other process listens on `addr` (with SO_REUSEPORT a second broker would
 /// silently share the port) by binding it without that option, and picks the port for port 0.
+///
+/// The bind also fails while the previous run's connections sit in TIME_WAIT (the broker
+/// closed them first, as it does to connected consumers at shutdown; glommio's sockets lack
+/// SO_REUSEADDR). Those do not stop the real SO_REUSEPORT bind, so a port in use is refused
+/// only if something accepts a connection on it.
 fn probe_free(addr: SocketAddr) -> Result<SocketAddr, String> {
-    let probe = std::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
-    probe
-        .local_addr()
-        .map_err(|e| format!("local address: {e}"))
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => probe
+            .local_addr()
+            .map_err(|e| format!("local address: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
+            let target = if addr.ip().is_unspecified() {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+            } else {
+                addr
+            };
+            match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
+                Err(c) if c.kind() == std::io::ErrorKind::ConnectionRefused => Ok(addr),
+                _ => Err(format!("bind {addr}: {e}")),
+            }
+        }
+        Err(e) => Err(format!("bind {addr}: {e}")),
+    }
 }
 
 async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) {
@@ -142,7 +167,8 @@ async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) 
             continue;
         };
         live.set(live.get() + 1);
-        let (ctx, live) = (ctx.clone(), Rc::clone(live));
+        let (mut ctx, live) = (ctx.clone(), Rc::clone(live));
+        ctx.peer = stream.peer_addr().ok();
         glommio::spawn_local(async move {
             serve(&ctx, stream, slot).await;
             live.set(live.get() - 1);

@@ -4,9 +4,9 @@ Every helper talks to the broker over real sockets through the client library it
 confluent-kafka and kafka-python in this process, kcat and KafkaJS as child processes
 (started with a timeout, so a hung client is killed by its own PID and fails the test).
 
-Consumers use manual partition assignment and never commit offsets: the broker has no
-consumer groups yet. confluent-kafka insists on a `group.id` even for assign(), so it gets
-a throwaway one that is never joined or committed to.
+These consumers use manual partition assignment and never commit offsets (consumer groups
+are tested through groups.py). confluent-kafka insists on a `group.id` even for assign(),
+so it gets a throwaway one that is never joined or committed to.
 
 Messages are `Msg(partition, offset, key, value)` with bytes keys and values, so the
 results of different clients compare directly.

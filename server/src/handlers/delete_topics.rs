@@ -62,6 +62,10 @@ async fn delete_one(
     if name.is_none() {
         r.name = Some(TopicName(StrBytes::from_string(meta.name.clone())));
     }
+    if meta.name == crate::group::OFFSETS_TOPIC {
+        // The group coordinator's own topic stays while the broker runs.
+        return r.with_error_code(ResponseError::InvalidTopicException.code());
+    }
     match ctx.shard.delete_topic(&meta.name).await {
         Ok(()) => {
             tracing::info!(topic = %meta.name, "deleted topic");

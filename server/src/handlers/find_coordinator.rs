@@ -5,7 +5,8 @@
 //!
 //! Clients also read this API's presence as a broker version: librdkafka enables LZ4 only
 //! when FindCoordinator v0 is advertised (a broker-0.8.2 marker in its feature map).
-//! The group coordinator itself (JoinGroup and the rest) is not here yet.
+//! The group coordinator itself is in [`crate::group`]; inside the broker, a group's requests
+//! are routed to the shard that owns its partition of `__consumer_offsets`.
 
 use kafka_protocol::{
     error::ResponseError,

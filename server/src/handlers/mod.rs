@@ -23,16 +23,26 @@ use crate::{
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod fetch_response;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 pub mod topic_configs;
 
 const fn range(min: i16, max: i16) -> VersionRange {
@@ -58,6 +68,16 @@ pub const APIS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::CreatePartitions, range(0, 3)),
     (ApiKey::DescribeCluster, range(0, 1)),
     (ApiKey::FindCoordinator, range(0, 4)),
+    (ApiKey::JoinGroup, range(0, 9)),
+    (ApiKey::SyncGroup, range(0, 5)),
+    (ApiKey::Heartbeat, range(0, 4)),
+    (ApiKey::LeaveGroup, range(0, 5)),
+    (ApiKey::OffsetCommit, range(2, 8)),
+    (ApiKey::OffsetFetch, range(1, 8)),
+    (ApiKey::ListGroups, range(0, 5)),
+    (ApiKey::DescribeGroups, range(0, 5)),
+    (ApiKey::DeleteGroups, range(0, 2)),
+    (ApiKey::OffsetDelete, range(0, 0)),
 ];
 
 /// The versions of `api` keel serves, if any.
@@ -108,6 +128,36 @@ pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Vec<Bytes>>, C
         }
         ApiKey::FindCoordinator => {
             answer(req, find_coordinator::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::JoinGroup => {
+            let client_id = req
+                .header
+                .client_id
+                .as_deref()
+                .unwrap_or_default()
+                .to_string();
+            answer(
+                req,
+                join_group::handle(ctx, v, client_id, req.decode_body()?),
+            )
+            .await
+        }
+        ApiKey::SyncGroup => answer(req, sync_group::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::Heartbeat => answer(req, heartbeat::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::LeaveGroup => answer(req, leave_group::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::OffsetCommit => {
+            answer(req, offset_commit::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::OffsetFetch => answer(req, offset_fetch::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::ListGroups => answer(req, list_groups::handle(ctx, v, req.decode_body()?)).await,
+        ApiKey::DescribeGroups => {
+            answer(req, describe_groups::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::DeleteGroups => {
+            answer(req, delete_groups::handle(ctx, v, req.decode_body()?)).await
+        }
+        ApiKey::OffsetDelete => {
+            answer(req, offset_delete::handle(ctx, v, req.decode_body()?)).await
         }
         other => Err(ConnectionError::UnknownApi(other as i16)),
     }

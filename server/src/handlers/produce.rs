@@ -88,6 +88,11 @@ async fn produce_topic(
             if let Err(e) = topic {
                 return engine_failed(version, p.index, e);
             }
+            if name.as_str() == crate::group::OFFSETS_TOPIC {
+                // Only the group coordinator writes there (as Kafka refuses it too).
+                let why = Some("cannot append to an internal topic");
+                return failed(version, p.index, ResponseError::InvalidTopicException, why);
+            }
             append(ctx, version, name, p).await
         }
     }))

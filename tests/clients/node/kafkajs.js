@@ -14,12 +14,13 @@
 //              -> {messages, fetchStartMs, fetchEndMs} (wall-clock ms, Date.now())
 //   admin      {bootstrap, ops: [[method, ...args], ...]} -> {results: [...]}, one
 //              result per KafkaJS admin method call
+//   group_consume {bootstrap, group, topics, session_ms, heartbeat_ms} -> a consumer-group
+//              member that prints event lines until SIGTERM (see group_member.py)
 //
-// KafkaJS has no manual-assignment consumer: its Consumer always joins a group, and the
-// broker has no groups yet. So `consume` and `long_poll` fetch through KafkaJS's own
-// cluster and broker objects, which run the same Fetch encoding, record-batch decoding
-// and decompression as its Consumer, without the group protocol. Once groups exist,
-// a test with the real Consumer belongs beside these.
+// KafkaJS has no manual-assignment consumer: its Consumer always joins a group. So
+// `consume` and `long_poll` fetch through KafkaJS's own cluster and broker objects, which
+// run the same Fetch encoding, record-batch decoding and decompression as its Consumer,
+// without the group protocol; `group_consume` is the real Consumer in a group.
 
 'use strict'
 
@@ -197,7 +198,58 @@ async function admin(a) {
   return { results }
 }
 
-const COMMANDS = { produce, consume, long_poll: longPoll, admin }
+function emit(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function seqOf(value) {
+  const n = parseInt((value || Buffer.from('-1')).toString().split('|', 1)[0], 10)
+  return Number.isNaN(n) ? -1 : n
+}
+
+// A consumer-group member (see group_member.py for the line protocol it shares): commits
+// the records of each batch after processing them, prints an event line per assignment and
+// per commit, and leaves the group on SIGTERM.
+async function groupConsume(a) {
+  const consumer = client(a.bootstrap).consumer({
+    groupId: a.group,
+    sessionTimeout: a.session_ms,
+    heartbeatInterval: a.heartbeat_ms,
+    rebalanceTimeout: a.rebalance_ms || 10000,
+    metadataMaxAge: 1000,
+    retry: { retries: 20, initialRetryTime: 100 },
+  })
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    const parts = Object.values(e.payload.memberAssignment).flat().sort((x, y) => x - y)
+    emit({ event: 'assigned', partitions: parts })
+  })
+  await consumer.connect()
+  for (const topic of a.topics) await consumer.subscribe({ topic, fromBeginning: true })
+  const stopped = new Promise(resolve => process.on('SIGTERM', resolve))
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset }) => {
+      if (batch.messages.length === 0) return
+      const records = batch.messages.map(m => [batch.partition, Number(m.offset), seqOf(m.value)])
+      const last = batch.messages[batch.messages.length - 1].offset
+      const next = (BigInt(last) + 1n).toString()
+      try {
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
+      } catch (e) {
+        emit({ event: 'commit_failed', error: String(e) })
+        throw e
+      }
+      emit({ event: 'committed', records })
+      resolveOffset(last)
+    },
+  })
+  await stopped
+  await consumer.disconnect()
+  return { event: 'closed' }
+}
+
+const COMMANDS = { produce, consume, long_poll: longPoll, admin, group_consume: groupConsume }
 
 async function main() {
   const [command, json] = process.argv.slice(2)
