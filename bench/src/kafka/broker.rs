@@ -273,4 +273,47 @@ mod tests {
         assert!(parse_named("no-equals").is_err());
         Ok(())
     }
+
+    #[test]
+    fn a_broker_that_exits_at_start_is_an_error_with_its_log() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let system = SystemSpec {
+            name: "broken".into(),
+            bootstrap: format!("127.0.0.1:{port}"),
+            start: Some("echo cannot start; false".into()),
+            data_dir: Some(dir.path().join("data")),
+        };
+        let error = RunningBroker::start(&system, dir.path())
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a failing start succeeded"))?;
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("exited at start") && text.contains("cannot start"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_port_already_taken_is_refused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let system = SystemSpec {
+            name: "other".into(),
+            bootstrap: listener.local_addr()?.to_string(),
+            start: Some("sleep 30".into()),
+            data_dir: None,
+        };
+        let error = RunningBroker::start(&system, dir.path())
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("started over a taken port"))?;
+        assert!(
+            format!("{error:#}").contains("already listens"),
+            "{error:#}"
+        );
+        Ok(())
+    }
 }
