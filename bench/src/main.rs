@@ -42,8 +42,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct SystemArgs {
-    /// A system to measure, NAME=HOST:PORT (repeat for each; the name `keel` gets the
-    /// issue's target checks, the first other one is the peer).
+    /// A system to measure, NAME=HOST:PORT (repeat for each; the system named `keel` gets the
+    /// issue's target checks, against the first system whose name does not start with `keel`).
     #[arg(long = "system", required = true)]
     systems: Vec<String>,
     /// NAME=COMMAND that starts the system (run with sh -c; `{data_dir}` is replaced). With

@@ -79,8 +79,8 @@ impl SweepSummary {
         self.workload.batch_bytes.div_ceil(4096) * 4096
     }
 
-    /// The targets for the system called `keel`, against the limits and the first other
-    /// system (the peer) of the same run.
+    /// The targets for the system called `keel`, against the limits and the peer
+    /// ([`SweepSummary::peer`]) of the same run.
     pub fn checks(&self) -> Vec<Check> {
         let Some(keel) = self.system("keel") else {
             return Vec::new();
@@ -133,7 +133,7 @@ impl SweepSummary {
                 });
             }
         }
-        if let Some(peer) = self.systems.iter().find(|s| s.system.name != "keel") {
+        if let Some(peer) = self.peer() {
             let ratio = keel.max.acked_mb_per_s / peer.max.acked_mb_per_s.max(1e-9);
             checks.push(Check {
                 what: format!("max throughput vs {}", peer.system.name),
@@ -163,6 +163,14 @@ impl SweepSummary {
             }
         }
         checks
+    }
+
+    /// The peer: the first system whose name does not start with `keel` (other keel settings,
+    /// such as `keel-nosync`, are not peers).
+    pub fn peer(&self) -> Option<&SystemResult> {
+        self.systems
+            .iter()
+            .find(|s| !s.system.name.starts_with("keel"))
     }
 
     /// The fixed-rate run at `fraction` of the maximum.
