@@ -5,7 +5,8 @@
 //! then SIGKILL after a grace period), and with `--data-dir NAME=DIR` it empties that
 //! directory before each start and after each stop, so every run begins from an empty broker.
 //! `{data_dir}` in the command is replaced by the directory. The command runs under `sh -c`
-//! with `exec`, so the process started is the broker itself (its CPU time is reported).
+//! with `exec` (unless it has its own, as in `cd {data_dir} && exec broker ...`), so the
+//! process started is the broker itself and its CPU time is the broker's.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -138,9 +139,16 @@ impl RunningBroker {
         };
         let log = log_dir.join(format!("{}.log", system.name));
         let output = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        // `exec` makes the broker the process we started (its CPU time is then the broker's);
+        // a command with its own `exec` (`cd DIR && exec broker ...`) is run as given.
+        let script = if command.contains("exec ") {
+            command.clone()
+        } else {
+            format!("exec {command}")
+        };
         let child = Command::new("sh")
             .arg("-c")
-            .arg(format!("exec {command}"))
+            .arg(script)
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
             .stderr(output)

@@ -55,6 +55,8 @@ pub fn run_sweep(config: &SweepConfig, command: Vec<String>) -> anyhow::Result<S
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let load_average_start = load_average();
+    // The code measured is the code at the start (the tree may change during a long sweep).
+    let git = git_ref(std::path::Path::new("."));
     let mut histograms = Vec::new();
     let (limits, fsync_histogram_file) = measure_limits(config, &mut histograms)?;
     let mut maxima = Vec::new();
@@ -97,7 +99,7 @@ pub fn run_sweep(config: &SweepConfig, command: Vec<String>) -> anyhow::Result<S
         kind: KIND.to_owned(),
         keel_bench_version: env!("CARGO_PKG_VERSION").to_owned(),
         command,
-        git: git_ref(std::path::Path::new(".")),
+        git,
         started_at_unix_s,
         machine: limits.machine.clone(),
         load_average_start,
