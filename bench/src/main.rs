@@ -299,14 +299,7 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
         },
         only: args.only.clone(),
     };
-    let run_dir = match (&args.out, &args.results) {
-        (Some(out), _) => {
-            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-            out.clone()
-        }
-        (None, Some(results)) => report::create_run_dir(results)?,
-        (None, None) => anyhow::bail!("give --results or --out"),
-    };
+    let run_dir = run_dir(args.out.as_ref(), args.results.as_ref())?;
     let argv: Vec<String> = std::env::args().collect();
     let run = engine::run_engine_bench(&config, argv)?;
     log_written(&engine::files::write_run(&run_dir, &run)?);
@@ -406,14 +399,7 @@ fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
         &args.systems.starts,
         &args.systems.data_dirs,
     )?;
-    let run_dir = match (&args.out, &args.results) {
-        (Some(out), _) => {
-            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-            out.clone()
-        }
-        (None, Some(results)) => report::create_run_dir(results)?,
-        (None, None) => anyhow::bail!("give --results or --out"),
-    };
+    let run_dir = run_dir(args.out.as_ref(), args.results.as_ref())?;
     let log_dir = args
         .systems
         .log_dir
@@ -443,6 +429,19 @@ fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
     }
     println!("report: {}", run_dir.join("report.md").display());
     Ok(())
+}
+
+/// The report folder: `--out` as given (created), or a new `<date>_<gitsha>_<host>` folder
+/// under `--results`.
+fn run_dir(out: Option<&PathBuf>, results: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    match (out, results) {
+        (Some(out), _) => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            Ok(out.clone())
+        }
+        (None, Some(results)) => report::create_run_dir(results),
+        (None, None) => anyhow::bail!("give --results or --out"),
+    }
 }
 
 fn log_written(paths: &[PathBuf]) {

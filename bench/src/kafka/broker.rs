@@ -72,21 +72,25 @@ pub fn systems_from_args(
     }
     for text in starts {
         let (name, command) = parse_named(text)?;
-        let system = out
-            .iter_mut()
-            .find(|s| s.name == name)
-            .with_context(|| format!("--start {name}: no --system {name}=..."))?;
-        system.start = Some(command);
+        named(&mut out, &name, "--start")?.start = Some(command);
     }
     for text in data_dirs {
         let (name, dir) = parse_named(text)?;
-        let system = out
-            .iter_mut()
-            .find(|s| s.name == name)
-            .with_context(|| format!("--data-dir {name}: no --system {name}=..."))?;
-        system.data_dir = Some(PathBuf::from(dir));
+        named(&mut out, &name, "--data-dir")?.data_dir = Some(PathBuf::from(dir));
     }
     Ok(out)
+}
+
+/// The system called `name`, which a `flag` value names.
+fn named<'a>(
+    systems: &'a mut [SystemSpec],
+    name: &str,
+    flag: &str,
+) -> anyhow::Result<&'a mut SystemSpec> {
+    systems
+        .iter_mut()
+        .find(|s| s.name == name)
+        .with_context(|| format!("{flag} {name}: no --system {name}=..."))
 }
 
 /// A broker keel-bench started; stopped when dropped.

@@ -20,13 +20,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
 use super::markdown::report_markdown;
 use super::run::RunSummary;
 use super::summary::{SweepSummary, KIND};
 use super::sweep::SweepRun;
+use crate::engine::files::load_v2;
 use crate::histogram::save_v2;
 use crate::plot::{plot_percentile_spectrum, plot_xy, SpectrumSeries, XySeries};
 use crate::report::{write_command_txt, write_json};
@@ -90,13 +90,6 @@ fn all_runs(system: &super::summary::SystemResult) -> impl Iterator<Item = &RunS
     std::iter::once(&system.max)
         .chain(system.fixed.iter())
         .chain(system.same_rate.iter())
-}
-
-fn load_v2(path: &Path) -> anyhow::Result<Histogram<u64>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .with_context(|| format!("decoding {}", path.display()))
 }
 
 /// The histogram of `run` with `role`, if it was recorded.
