@@ -10,6 +10,10 @@
 //! - [`engine`]: `keel-bench engine`, the storage engine's report (issue 3): keel-engine
 //!   partitions driven directly on one pinned core, each figure a fraction of the raw limit
 //!   measured in the same run, and a breakdown of where an append's time goes.
+//! - [`kafka`]: `keel-bench run` and `keel-bench sweep`, the Kafka load generator (issue 6):
+//!   any broker at a bootstrap address, open loop, HDR latencies corrected for coordinated
+//!   omission, brokers started and stopped from their commands, the report against the
+//!   machine limits and a peer broker of the same run.
 //! - [`histogram`]: HDR histogram creation, the percentile summary every report prints, and the
 //!   raw V2 files.
 //! - [`report`]: the `results/<date>_<gitsha>_<host>/` folder, `command.txt`, JSON, and the
@@ -21,6 +25,7 @@
 
 pub mod engine;
 pub mod histogram;
+pub mod kafka;
 pub mod limits;
 pub mod plot;
 pub mod report;

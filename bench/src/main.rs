@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_bench::engine::{self, append::LogSettings, EngineBenchConfig};
+use keel_bench::kafka::{self, broker, workload::Workload};
 use keel_bench::limits::{self, LimitsConfig, ProbeSet};
 use keel_bench::report;
 use keel_bench::units::parse_bytes;
@@ -29,9 +30,77 @@ enum Command {
     /// The storage engine's benchmark (issue 3): keel-engine partitions driven directly on one
     /// pinned core, against the raw disk limit measured in the same run.
     Engine(EngineArgs),
-    /// Redraw report.md and the plots of an engine run folder from its summary.json and
-    /// .hdr files.
+    /// One Kafka workload against one broker (any Kafka-compatible bootstrap address).
+    Run(RunArgs),
+    /// The machine limits, then per system its maximum rate and fixed-rate latency runs at
+    /// fractions of it, and one run at a rate common to all: the report of issue 6.
+    Sweep(SweepArgs),
+    /// Redraw report.md and the plots of a run folder (engine or sweep) from its
+    /// summary.json and .hdr files.
     Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct SystemArgs {
+    /// A system to measure, NAME=HOST:PORT (repeat for each; the system named `keel` gets the
+    /// issue's target checks, against the first system whose name does not start with `keel`).
+    #[arg(long = "system", required = true)]
+    systems: Vec<String>,
+    /// NAME=COMMAND that starts the system (run with sh -c; `{data_dir}` is replaced). With
+    /// it, keel-bench starts the broker before each run and stops it (SIGTERM) after.
+    #[arg(long = "start")]
+    starts: Vec<String>,
+    /// NAME=DIR, the system's data directory: emptied before each start and after each stop.
+    #[arg(long = "data-dir")]
+    data_dirs: Vec<String>,
+    /// Directory for the started brokers' logs (default: the report folder).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Workload file (TOML, see bench/workloads/).
+    #[arg(long)]
+    workload: PathBuf,
+    /// Override the workload's rate (messages/s over all producers; 0 = max rate).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Override the workload's measured seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    #[command(flatten)]
+    systems: SystemArgs,
+    /// Write the summary JSON and the histograms into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SweepArgs {
+    /// Workload file (TOML); its rate is ignored (the sweep sets it).
+    #[arg(long)]
+    workload: PathBuf,
+    /// Override the workload's measured seconds per run.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Fractions of each system's maximum rate for the fixed-rate runs.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75,0.9")]
+    fractions: Vec<f64>,
+    #[command(flatten)]
+    systems: SystemArgs,
+    /// Directory for the limit probes' files: on the disk the brokers use.
+    #[arg(long)]
+    limits_dir: PathBuf,
+    /// Seconds of each limit probe.
+    #[arg(long, default_value_t = 5.0)]
+    limits_seconds: f64,
+    /// Write a report folder results/<date>_<gitsha>_<host>/ under this directory.
+    #[arg(long, required_unless_present = "out")]
+    results: Option<PathBuf>,
+    /// Write the report into this directory instead (created if missing).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,8 +218,15 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Limits(args) => run_limits(&args),
         Command::Engine(args) => run_engine(&args),
+        Command::Run(args) => run_one(&args),
+        Command::Sweep(args) => run_sweep(&args),
         Command::Report(args) => {
-            log_written(&engine::files::regenerate(&args.dir)?);
+            let written = if kafka::files::is_sweep_dir(&args.dir) {
+                kafka::files::regenerate(&args.dir)?
+            } else {
+                engine::files::regenerate(&args.dir)?
+            };
+            log_written(&written);
             Ok(())
         }
     }
@@ -223,14 +299,7 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
         },
         only: args.only.clone(),
     };
-    let run_dir = match (&args.out, &args.results) {
-        (Some(out), _) => {
-            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-            out.clone()
-        }
-        (None, Some(results)) => report::create_run_dir(results)?,
-        (None, None) => anyhow::bail!("give --results or --out"),
-    };
+    let run_dir = run_dir(args.out.as_ref(), args.results.as_ref())?;
     let argv: Vec<String> = std::env::args().collect();
     let run = engine::run_engine_bench(&config, argv)?;
     log_written(&engine::files::write_run(&run_dir, &run)?);
@@ -248,6 +317,131 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
     }
     println!("report: {}", run_dir.join("report.md").display());
     Ok(())
+}
+
+fn load_workload(path: &std::path::Path, seconds: Option<f64>) -> anyhow::Result<Workload> {
+    let mut workload = Workload::load(path)?;
+    if let Some(seconds) = seconds {
+        workload.duration_s = seconds;
+    }
+    workload.check()?;
+    Ok(workload)
+}
+
+fn run_one(args: &RunArgs) -> anyhow::Result<()> {
+    let mut workload = load_workload(&args.workload, args.seconds)?;
+    if let Some(rate) = args.rate {
+        workload.rate = rate;
+    }
+    let systems = broker::systems_from_args(
+        &args.systems.systems,
+        &args.systems.starts,
+        &args.systems.data_dirs,
+    )?;
+    let log_dir = args
+        .systems
+        .log_dir
+        .clone()
+        .or_else(|| args.out.clone())
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&log_dir)?;
+    for system in systems {
+        let running = broker::RunningBroker::start(&system, &log_dir)?;
+        let spec = kafka::run::RunSpec {
+            label: system.name.clone(),
+            bootstrap: kafka::client::resolve(&system.bootstrap)?,
+            workload: workload.clone(),
+            rate: workload.rate,
+            broker_pid: running.as_ref().and_then(broker::RunningBroker::pid),
+            progress: true,
+        };
+        let outcome = kafka::run::run(&spec)?;
+        if let Some(running) = running {
+            running.stop()?;
+        }
+        let s = &outcome.summary;
+        println!(
+            "{}: {:.0} msg/s, {:.1} MB/s acked; produce p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms \
+             (uncorrected p99 {:.2}); e2e p99 {}; errors {}, late {}; bench CPU {:.2} cores",
+            s.label,
+            s.acked_msg_per_s,
+            s.acked_mb_per_s,
+            s.produce_latency.p50_us / 1e3,
+            s.produce_latency.p99_us / 1e3,
+            s.produce_latency.p99_9_us / 1e3,
+            s.produce_latency.max_us / 1e3,
+            s.produce_latency_uncorrected.p99_us / 1e3,
+            s.e2e_latency
+                .as_ref()
+                .map_or("-".to_owned(), |e| format!("{:.2} ms", e.p99_us / 1e3)),
+            s.produce_errors,
+            s.unsent_at_end,
+            s.bench_cpu_s / s.window_s.max(1e-9),
+        );
+        if let Some(out) = &args.out {
+            std::fs::create_dir_all(out)?;
+            let mut summary = outcome.summary.clone();
+            for (role, histogram) in &outcome.histograms {
+                let file = format!("{}_{role}.hdr", system.name);
+                keel_bench::histogram::save_v2(histogram, &out.join(&file))?;
+                summary.histogram_files.push((role.clone(), file));
+            }
+            report::write_json(&out.join(format!("{}.json", system.name)), &summary)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
+    let workload = load_workload(&args.workload, args.seconds)?;
+    let systems = broker::systems_from_args(
+        &args.systems.systems,
+        &args.systems.starts,
+        &args.systems.data_dirs,
+    )?;
+    let run_dir = run_dir(args.out.as_ref(), args.results.as_ref())?;
+    let log_dir = args
+        .systems
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| run_dir.join("logs"));
+    std::fs::create_dir_all(&log_dir)?;
+    let config = kafka::sweep::SweepConfig {
+        systems,
+        workload,
+        fractions: args.fractions.clone(),
+        limits_dir: args.limits_dir.clone(),
+        limits_seconds: args.limits_seconds,
+        log_dir,
+        progress: true,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let run = kafka::sweep::run_sweep(&config, argv)?;
+    log_written(&kafka::files::write_sweep(&run_dir, &run)?);
+    for check in run.summary.checks() {
+        println!(
+            "{:<60} {:<40} {:<14} {}",
+            check.what,
+            check.figure,
+            check.target,
+            if check.pass { "met" } else { "short" }
+        );
+    }
+    println!("report: {}", run_dir.join("report.md").display());
+    Ok(())
+}
+
+/// The report folder: `--out` as given (created), or a new `<date>_<gitsha>_<host>` folder
+/// under `--results`.
+fn run_dir(out: Option<&PathBuf>, results: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    match (out, results) {
+        (Some(out), _) => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            Ok(out.clone())
+        }
+        (None, Some(results)) => report::create_run_dir(results),
+        (None, None) => anyhow::bail!("give --results or --out"),
+    }
 }
 
 fn log_written(paths: &[PathBuf]) {

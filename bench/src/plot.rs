@@ -241,6 +241,123 @@ fn draw_bars(
     Ok(())
 }
 
+/// One line of an x-y plot, drawn with a marker at every point.
+#[derive(Debug, Clone)]
+pub struct XySeries {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws x-y lines (latency against throughput, throughput over time) into a PNG at `path`.
+/// With `log_y` the y axis is logarithmic (latencies); otherwise linear from zero.
+pub fn plot_xy(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[XySeries],
+    log_y: bool,
+) -> anyhow::Result<()> {
+    ensure_font()?;
+    draw_xy(path, title, (x_desc, y_desc), series, log_y)
+        .map_err(anyhow::Error::from_boxed)
+        .with_context(|| format!("drawing {}", path.display()))
+}
+
+fn draw_xy(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[XySeries],
+    log_y: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    let x_max = points().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.05;
+    let y_max = points().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+    let y_min = points()
+        .map(|p| p.1)
+        .filter(|y| *y > 0.0)
+        .fold(f64::MAX, f64::min);
+    let root = BitMapBackend::new(path, PLOT_SIZE_PX).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, (FONT_FAMILY, 24))
+        .margin(20)
+        .margin_right(40)
+        .x_label_area_size(50)
+        .y_label_area_size(80);
+    if log_y {
+        let (low, high) = if y_min <= y_max {
+            (y_min * 0.8, y_max * 1.25)
+        } else {
+            (1.0, 10.0)
+        };
+        let mut chart = builder.build_cartesian_2d(
+            0f64..x_max,
+            (low..high)
+                .log_scale()
+                .with_key_points(y_label_ticks(low, high))
+                .with_light_points(log_ticks(low, high, &ALL_MANTISSAS)),
+        )?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .y_label_formatter(&|y| format_tick(*y))
+            .label_style((FONT_FAMILY, 16))
+            .axis_desc_style((FONT_FAMILY, 18))
+            .draw()?;
+        for (index, spec) in series.iter().enumerate() {
+            let color = SERIES_COLORS[index % SERIES_COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(spec.points.clone(), color.stroke_width(2)))?
+                .label(spec.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+                });
+            chart.draw_series(
+                spec.points
+                    .iter()
+                    .map(|&p| Circle::new(p, 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT_FAMILY, 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    } else {
+        let mut chart = builder.build_cartesian_2d(0f64..x_max, 0f64..y_max * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .label_style((FONT_FAMILY, 16))
+            .axis_desc_style((FONT_FAMILY, 18))
+            .draw()?;
+        for (index, spec) in series.iter().enumerate() {
+            let color = SERIES_COLORS[index % SERIES_COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(spec.points.clone(), color.stroke_width(2)))?
+                .label(spec.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT_FAMILY, 16))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 const ALL_MANTISSAS: [f64; 9] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
 
 /// Labelled y ticks: 1-2-5 per decade, or every digit when the range is too narrow for that
@@ -331,6 +448,21 @@ mod tests {
         });
         plot_bars(&path, "bars", "MB/s", &bars)?;
         assert_eq!(&std::fs::read(&path)?[..4], b"\x89PNG");
+        Ok(())
+    }
+
+    #[test]
+    fn draws_xy_lines() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let series = [XySeries {
+            label: "a".into(),
+            points: vec![(10.0, 500.0), (20.0, 800.0), (30.0, 4000.0)],
+        }];
+        for log_y in [true, false] {
+            let path = dir.path().join(format!("xy_{log_y}.png"));
+            plot_xy(&path, "xy", ("MB/s", "µs"), &series, log_y)?;
+            assert_eq!(&std::fs::read(&path)?[..4], b"\x89PNG");
+        }
         Ok(())
     }
 
