@@ -38,14 +38,18 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// Reads a segment's batches from `pos` to `end`, calling `f` with each batch's info and
 /// position. With `check_from`, batches at or past that position have their CRC checked.
+/// The first batch must carry offset `first`, and each next one the offset after the last:
+/// a batch that does not is where the good log ends, like a torn one.
 /// Returns the position after the last good batch.
 async fn walk<F: StorageFile>(
     seg: &Segment<F>,
     mut pos: u64,
     end: u64,
     check_from: Option<u64>,
+    first: Offset,
     mut f: impl FnMut(&BatchInfo, u64),
 ) -> Result<u64> {
+    let mut expected = first.0;
     let file = seg.log_file();
     let mut chunk = Bytes::new();
     let mut chunk_pos = pos;
@@ -79,6 +83,10 @@ async fn walk<F: StorageFile>(
                 _ => break,
             }
         };
+        if info.base_offset != expected {
+            break;
+        }
+        expected = info.last_offset() + 1;
         f(&info, pos);
         pos += len as u64;
     }
@@ -132,6 +140,7 @@ pub async fn recover_segment<F: StorageFile>(
         walk_from,
         size,
         (!trusted).then_some(start.0),
+        if walk_from == 0 { seg.base } else { start.1 },
         |info, pos| {
             walked += 1;
             if let Some((p, pmax, bmax)) = producers.as_mut() {

@@ -162,19 +162,7 @@ impl Connection {
 
     /// The length of the frame at the head of the buffer, once its prefix is there, checked.
     fn frame_length(&self) -> Result<Option<usize>, ConnectionError> {
-        let Some(prefix) = self.buf.get(..4) else {
-            return Ok(None);
-        };
-        let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-        let bad = || ConnectionError::FrameLength {
-            length: i64::from(length),
-            max: self.request_bytes_max,
-        };
-        let len = usize::try_from(length).map_err(|_| bad())?;
-        if len < FRAME_BYTES_MIN || len > self.request_bytes_max {
-            return Err(bad());
-        }
-        Ok(Some(len))
+        frame_length(&self.buf, self.request_bytes_max)
     }
 
     /// Writes one response (already framed), chunk after chunk, and flushes.
@@ -199,4 +187,29 @@ impl Connection {
                 source,
             })
     }
+}
+
+/// The checked length of the frame at the head of `buf` (without its 4-byte prefix), or
+/// `None` while fewer than 4 bytes are there: the frame reader's one decision about bytes
+/// from the socket, a function of its own so the fuzz target can drive it.
+///
+/// # Errors
+/// A length below [`FRAME_BYTES_MIN`] (negative included) or above `request_bytes_max`.
+pub fn frame_length(
+    buf: &[u8],
+    request_bytes_max: usize,
+) -> Result<Option<usize>, ConnectionError> {
+    let Some(prefix) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    let bad = || ConnectionError::FrameLength {
+        length: i64::from(length),
+        max: request_bytes_max,
+    };
+    let len = usize::try_from(length).map_err(|_| bad())?;
+    if len < FRAME_BYTES_MIN || len > request_bytes_max {
+        return Err(bad());
+    }
+    Ok(Some(len))
 }
