@@ -92,7 +92,12 @@ for s in "${STAGES[@]}"; do
     clippy) cargo clippy --workspace --all-targets --locked -- -D warnings ;;
     # --all-targets runs every criterion benchmark once too (so they cannot rot); it skips
     # doctests, which the second command runs.
-    test) cargo test --workspace --release --locked --all-targets && cargo test --workspace --release --locked --doc ;;
+    # Two statements, not `a && b`: under `set -e` a failure on the left of `&&` would not
+    # stop the script.
+    test)
+      cargo test --workspace --release --locked --all-targets
+      cargo test --workspace --release --locked --doc
+      ;;
     build) cargo build --release --locked -p keel-server ;;
     clients) run_clients ;;
   esac

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
     FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use keel_engine::{
     batch,
@@ -100,6 +100,7 @@ pub fn decode_request(raw: &RawRequest) -> bool {
         ApiKey::ListGroups => drop(raw.decode_body::<ListGroupsRequest>()),
         ApiKey::DescribeGroups => drop(raw.decode_body::<DescribeGroupsRequest>()),
         ApiKey::DeleteGroups => drop(raw.decode_body::<DeleteGroupsRequest>()),
+        ApiKey::OffsetDelete => drop(raw.decode_body::<OffsetDeleteRequest>()),
         _ => return false,
     }
     true
