@@ -192,6 +192,36 @@ pub fn shell_quote(arg: &str) -> String {
     }
 }
 
+/// A run's histograms by the file name they are saved under.
+pub type HistogramsByFile<'a> =
+    std::collections::HashMap<&'a str, &'a hdrhistogram::Histogram<u64>>;
+
+/// Writes a run folder's raw data: `command.txt`, `machine.json`, every histogram (HDR V2,
+/// under its file name) and `summary.json`. Returns the paths written and the histograms by file
+/// name, for the Markdown and plots rendered from them next.
+pub fn write_raw_run<'a, M: Serialize, S: Serialize>(
+    dir: &Path,
+    command: &[String],
+    machine: &M,
+    histograms: &'a [(String, hdrhistogram::Histogram<u64>)],
+    summary: &S,
+) -> anyhow::Result<(Vec<PathBuf>, HistogramsByFile<'a>)> {
+    let mut written = vec![write_command_txt(dir, command)?];
+    let path = dir.join("machine.json");
+    write_json(&path, machine)?;
+    written.push(path);
+    for (file, histogram) in histograms {
+        let path = dir.join(file);
+        crate::histogram::save_v2(histogram, &path)?;
+        written.push(path);
+    }
+    let path = dir.join("summary.json");
+    write_json(&path, summary)?;
+    written.push(path);
+    let by_file = histograms.iter().map(|(f, h)| (f.as_str(), h)).collect();
+    Ok((written, by_file))
+}
+
 /// Writes `dir/command.txt`: the exact argv, shell-quoted, on one line.
 pub fn write_command_txt(dir: &Path, argv: &[String]) -> anyhow::Result<PathBuf> {
     let path = dir.join("command.txt");

@@ -1056,7 +1056,7 @@ impl<S: Storage> Drop for SyncInFlight<'_, S> {
 }
 
 /// Returns `Pending` once, so that every other ready task runs before the caller goes on.
-pub(crate) async fn yield_once() {
+pub async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

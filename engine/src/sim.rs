@@ -124,9 +124,10 @@ impl SimStorage {
     }
 }
 
-/// Yields once to the executor at every I/O, so that concurrent tasks interleave as they do
-/// on a real disk (an always-ready future would let one task run every append to the end).
-use crate::partition::yield_once as yield_now;
+/// Yields once to the executor. The simulated disk does at every I/O, so that concurrent
+/// tasks interleave as they do on a real disk (an always-ready future would let one task run
+/// every append to the end); tests use it to space their own tasks.
+pub use crate::partition::yield_once as yield_now;
 
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);

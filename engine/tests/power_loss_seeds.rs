@@ -21,22 +21,12 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use common::*;
 use futures::{executor::LocalPool, task::LocalSpawnExt};
-use keel_engine::{batch, partition::Partition, sim::SimStorage, FsyncPolicy, Offset, TopicConfig};
-
-/// Yields once to the executor.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-}
+use keel_engine::{
+    batch,
+    partition::Partition,
+    sim::{yield_now, SimStorage},
+    FsyncPolicy, Offset, TopicConfig,
+};
 
 struct Rng(u64);
 

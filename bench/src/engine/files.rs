@@ -25,30 +25,19 @@ use hdrhistogram::Histogram;
 
 use super::summary::EngineSummary;
 use super::{markdown, EngineRun};
-use crate::histogram::save_v2;
 use crate::plot::{plot_bars, plot_percentile_spectrum, Bar, SpectrumSeries};
-use crate::report::{write_command_txt, write_json};
+use crate::report::write_raw_run;
 use crate::units::format_bytes_human;
 
 /// Writes the whole run folder into `dir` (which exists); returns the paths written.
 pub fn write_run(dir: &Path, run: &EngineRun) -> anyhow::Result<Vec<PathBuf>> {
-    let mut written = vec![write_command_txt(dir, &run.summary.command)?];
-    let machine = dir.join("machine.json");
-    write_json(&machine, &run.summary.machine)?;
-    written.push(machine);
-    for (file, histogram) in &run.histograms {
-        let path = dir.join(file);
-        save_v2(histogram, &path)?;
-        written.push(path);
-    }
-    let summary = dir.join("summary.json");
-    write_json(&summary, &run.summary)?;
-    written.push(summary);
-    let histograms: HashMap<&str, &Histogram<u64>> = run
-        .histograms
-        .iter()
-        .map(|(file, h)| (file.as_str(), h))
-        .collect();
+    let (mut written, histograms) = write_raw_run(
+        dir,
+        &run.summary.command,
+        &run.summary.machine,
+        &run.histograms,
+        &run.summary,
+    )?;
     written.extend(render(dir, &run.summary, &histograms)?);
     Ok(written)
 }

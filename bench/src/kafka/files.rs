@@ -27,29 +27,18 @@ use super::run::RunSummary;
 use super::summary::{SweepSummary, KIND};
 use super::sweep::SweepRun;
 use crate::engine::files::load_v2;
-use crate::histogram::save_v2;
 use crate::plot::{plot_percentile_spectrum, plot_xy, SpectrumSeries, XySeries};
-use crate::report::{write_command_txt, write_json};
+use crate::report::write_raw_run;
 
 /// Writes the whole run folder into `dir`; returns the paths written.
 pub fn write_sweep(dir: &Path, run: &SweepRun) -> anyhow::Result<Vec<PathBuf>> {
-    let mut written = vec![write_command_txt(dir, &run.summary.command)?];
-    let machine = dir.join("machine.json");
-    write_json(&machine, &run.summary.machine)?;
-    written.push(machine);
-    for (file, histogram) in &run.histograms {
-        let path = dir.join(file);
-        save_v2(histogram, &path)?;
-        written.push(path);
-    }
-    let summary = dir.join("summary.json");
-    write_json(&summary, &run.summary)?;
-    written.push(summary);
-    let histograms: HashMap<&str, &Histogram<u64>> = run
-        .histograms
-        .iter()
-        .map(|(f, h)| (f.as_str(), h))
-        .collect();
+    let (mut written, histograms) = write_raw_run(
+        dir,
+        &run.summary.command,
+        &run.summary.machine,
+        &run.histograms,
+        &run.summary,
+    )?;
     written.extend(render(dir, &run.summary, &histograms)?);
     Ok(written)
 }
