@@ -5,6 +5,8 @@ use std::{fmt, path::PathBuf, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::storage::{BackendOptions, IoBackend};
+
 /// When appended data is made durable with `fdatasync`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FsyncPolicy {
@@ -159,6 +161,10 @@ pub struct EngineConfig {
     pub producers_per_partition_max: usize,
     /// Pin each executor to one CPU (production); tests may turn it off.
     pub pin_cores: bool,
+    /// The file I/O path (and with it the runtime: see [`IoBackend::runtime`]).
+    pub io_backend: IoBackend,
+    /// The backends' own settings.
+    pub backend_options: BackendOptions,
 }
 
 impl EngineConfig {
@@ -186,6 +192,8 @@ impl EngineConfig {
             producer_batches_max: 5,
             producers_per_partition_max: 10_000,
             pin_cores: true,
+            io_backend: IoBackend::default(),
+            backend_options: BackendOptions::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Shards: one glommio executor per core, each the only owner of its partitions. This is the
-//! one module of the engine that knows the runtime (glommio), besides `storage`.
+//! Shards: one executor per core, each the only owner of its partitions. Executors, timers and
+//! tasks come from the runtime seam ([`crate::rt`]); the runtime is the one the configured
+//! I/O backend runs on.
 //!
 //! A caller on any shard holds a [`Shard`] handle. For a partition owned elsewhere, the handle
 //! sends a [`ShardMsg`] to the owner over a bounded channel (`futures` mpsc: runtime-agnostic,
@@ -32,7 +33,8 @@ use crate::{
     config::{EngineConfig, FsyncPolicy, TopicOverrides, SEGMENT_BYTES_MIN},
     error::{EngineError, Result},
     partition::{AppendOutcome, Partition, PartitionLimits, PartitionOffsets, ReadOutcome},
-    storage::{DmaStorage, Storage},
+    rt,
+    storage::{AnyStorage, Storage},
     types::{Offset, TimestampMs, TopicPartition},
 };
 
@@ -105,7 +107,7 @@ struct Local<S: Storage> {
 }
 
 /// A shard's handle on the engine. Cheap to clone within its shard; not `Send`.
-pub struct Shard<S: Storage = DmaStorage> {
+pub struct Shard<S: Storage = AnyStorage> {
     id: usize,
     shared: Arc<EngineShared>,
     local: Rc<Local<S>>,
@@ -129,29 +131,34 @@ impl<S: Storage> std::fmt::Debug for Shard<S> {
     }
 }
 
-/// Starts the engine with glommio DMA storage: one executor per shard, each recovers its
-/// partitions, then runs `main` with its [`Shard`]. Returns when every `main` has returned and
-/// every partition was closed cleanly.
+/// Starts the engine on the configured I/O backend (`config.io_backend`): one executor per
+/// shard, each recovers its partitions, then runs `main` with its [`Shard`]. Returns when
+/// every `main` has returned and every partition was closed cleanly.
 ///
 /// # Errors
-/// A catalog that cannot be loaded, an executor that cannot start, or a partition that
-/// cannot be recovered or closed.
+/// A catalog that cannot be loaded, an executor or backend that cannot start, or a partition
+/// that cannot be recovered or closed.
 pub fn run<F, Fut>(config: EngineConfig, main: F) -> Result<()>
 where
-    F: Fn(Shard<DmaStorage>) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Shard<AnyStorage>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    run_with(config, || DmaStorage, main)
+    let backend = config.io_backend;
+    let mut options = config.backend_options;
+    // A linked fdatasync after every write only pays when every write is synced.
+    options.uring.linked_sync &= config.fsync == FsyncPolicy::Always;
+    run_with(config, move || AnyStorage::new(backend, &options), main)
 }
 
-/// [`run`] with a storage made per shard by `make_storage`.
+/// [`run`] with a storage made per shard, on the shard's thread, by `make_storage`; the
+/// executors run the runtime of `config.io_backend`.
 ///
 /// # Errors
 /// As [`run`].
 pub fn run_with<S, M, F, Fut>(config: EngineConfig, make_storage: M, main: F) -> Result<()>
 where
     S: Storage,
-    M: Fn() -> S + Send + Sync + Clone + 'static,
+    M: Fn() -> std::io::Result<S> + Send + Sync + Clone + 'static,
     F: Fn(Shard<S>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + 'static,
 {
@@ -176,49 +183,44 @@ where
         senders,
     });
     let cores = core_ids();
+    let runtime = shared.config.io_backend.runtime();
     let mut handles = Vec::new();
     for (id, rx) in receivers.into_iter().enumerate() {
-        let placement = if shared.config.pin_cores {
-            glommio::Placement::Fixed(cores[id % cores.len()])
-        } else {
-            glommio::Placement::Unbound
+        let spec = rt::ExecutorSpec {
+            name: format!("keel-shard-{id}"),
+            cpu: shared.config.pin_cores.then(|| cores[id % cores.len()]),
+            io_memory_bytes: shared.config.io_memory_bytes,
+            ring_depth: shared.config.ring_depth,
         };
         let (shared, make_storage, main) =
             (Arc::clone(&shared), make_storage.clone(), main.clone());
-        let handle = glommio::LocalExecutorBuilder::new(placement)
-            .name(&format!("keel-shard-{id}"))
-            .io_memory(shared.config.io_memory_bytes)
-            .ring_depth(shared.config.ring_depth)
-            .spawn(move || async move {
-                // A panicking shard must not leave the others waiting for it forever: catch
-                // it, mark the engine failed (every wait below gives up), and report it.
-                let run = shard_main(id, Arc::clone(&shared), make_storage(), rx, main);
-                match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        shared.failed.store(true, Ordering::Release);
-                        Err(EngineError::ShardFailed(id))
-                    }
+        let handle = rt::spawn_executor(runtime, &spec, move || async move {
+            // A panicking shard must not leave the others waiting for it forever: catch
+            // it, mark the engine failed (every wait below gives up), and report it.
+            let storage = match make_storage() {
+                Ok(s) => s,
+                Err(e) => {
+                    shared.failed.store(true, Ordering::Release);
+                    return Err(EngineError::io("start storage", &shared.config.data_dir, e));
                 }
-            })
-            .map_err(|e| {
-                EngineError::io(
-                    "start executor",
-                    PathBuf::new(),
-                    std::io::Error::other(e.to_string()),
-                )
-            })?;
+            };
+            let run = shard_main(id, Arc::clone(&shared), storage, rx, main);
+            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    shared.failed.store(true, Ordering::Release);
+                    Err(EngineError::ShardFailed(id))
+                }
+            }
+        })
+        .map_err(|e| EngineError::io("start executor", PathBuf::new(), e))?;
         handles.push(handle);
     }
     let mut first_err = None;
     for h in handles {
-        let r = h.join().map_err(|e| {
-            EngineError::io(
-                "join executor",
-                PathBuf::new(),
-                std::io::Error::other(e.to_string()),
-            )
-        });
+        let r = h
+            .join()
+            .map_err(|e| EngineError::io("join executor", PathBuf::new(), e));
         if let Err(e) = r.and_then(|r| r) {
             // A shard that stopped because another failed (`ShardFailed(usize::MAX)`) is not
             // the cause: report the shard that failed, whichever order they are joined in.
@@ -318,19 +320,19 @@ where
     while shard.shared.shards_ready.load(Ordering::Acquire) < shard.shard_count()
         && !shard.engine_failed()
     {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
+        rt::sleep(Duration::from_millis(1)).await;
     }
     recovered?;
     if shard.engine_failed() {
         return Err(EngineError::ShardFailed(usize::MAX));
     }
-    let server = glommio::spawn_local(serve(shard.clone(), rx)).detach();
-    let ticker = glommio::spawn_local(tick(shard.clone())).detach();
+    let server = rt::spawn_local(serve(shard.clone(), rx)).detach();
+    let ticker = rt::spawn_local(tick(shard.clone())).detach();
     main(shard.clone()).await;
     shard.shared.mains_running.fetch_sub(1, Ordering::AcqRel);
     // Keep answering other shards until every main has returned (or one shard died).
     while shard.shared.mains_running.load(Ordering::Acquire) > 0 && !shard.engine_failed() {
-        glommio::timer::sleep(Duration::from_millis(2)).await;
+        rt::sleep(Duration::from_millis(2)).await;
     }
     ticker.cancel();
     let result = shard.close_all().await;
@@ -341,7 +343,7 @@ where
 async fn serve<S: Storage>(shard: Shard<S>, mut rx: mpsc::Receiver<ShardMsg>) {
     while let Some(msg) = rx.next().await {
         let shard = shard.clone();
-        glommio::spawn_local(async move { shard.handle(msg).await }).detach();
+        rt::spawn_local(async move { shard.handle(msg).await }).detach();
     }
 }
 
@@ -361,7 +363,7 @@ async fn finish_rolled_segments<S: Storage>(part: std::rc::Weak<Partition<S>>) {
         }
         drop(p);
         // Also wake now and then to notice a dropped partition.
-        let sleep = std::pin::pin!(glommio::timer::sleep(Duration::from_secs(1)));
+        let sleep = std::pin::pin!(rt::sleep(Duration::from_secs(1)));
         futures::future::select(listener, sleep).await;
     }
 }
@@ -374,7 +376,7 @@ async fn tick<S: Storage>(shard: Shard<S>) {
     };
     let mut since_retention = 0u64;
     loop {
-        glommio::timer::sleep(Duration::from_millis(period.max(1))).await;
+        rt::sleep(Duration::from_millis(period.max(1))).await;
         since_retention += period;
         let parts: Vec<_> = shard.local.partitions.borrow().values().cloned().collect();
         for p in &parts {
@@ -459,7 +461,7 @@ impl<S: Storage> Shard<S> {
             )
             .await?;
             let part = Rc::new(part);
-            glommio::spawn_local(finish_rolled_segments(Rc::downgrade(&part))).detach();
+            rt::spawn_local(finish_rolled_segments(Rc::downgrade(&part))).detach();
             self.local.partitions.borrow_mut().insert(tp, part);
         }
         Ok(())
@@ -626,7 +628,7 @@ impl<S: Storage> Shard<S> {
             if now >= deadline {
                 return Ok(());
             }
-            let sleep = std::pin::pin!(glommio::timer::sleep(deadline - now));
+            let sleep = std::pin::pin!(rt::sleep(deadline - now));
             if let futures::future::Either::Right(_) =
                 futures::future::select(listener, sleep).await
             {

@@ -120,7 +120,7 @@ pub struct Ctx {
     /// Fires when shutdown starts (ends long polls early).
     pub shutdown: ShutdownSignal,
     /// This shard's budget of bytes in large request frames (`request_memory_bytes_max`).
-    pub request_memory: Rc<glommio::sync::Semaphore>,
+    pub request_memory: Rc<keel_engine::rt::Budget>,
     /// The client's address, on a connection's copy of the context.
     pub peer: Option<SocketAddr>,
 }

@@ -16,7 +16,10 @@ use std::{
 };
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use keel_engine::{config::available_cores, EngineConfig, FsyncPolicy, TopicConfig};
+use keel_engine::{
+    config::available_cores, storage::UringOptions, BackendOptions, EngineConfig, FsyncPolicy,
+    IoBackend, TopicConfig,
+};
 
 /// Why the settings could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,23 @@ pub enum ConfigError {
 
 fn engine_defaults() -> EngineConfig {
     EngineConfig::new("")
+}
+
+fn uring_defaults() -> UringOptions {
+    UringOptions::default()
+}
+
+/// `--io-backend`: a backend, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoBackendChoice {
+    /// glommio when io_uring can be set up, else pwrite (with one line in the log saying so).
+    Auto,
+    /// glommio DMA files on glommio's io_uring rings.
+    Glommio,
+    /// The io-uring crate on a ring per shard (epoll sockets).
+    Uring,
+    /// pwrite and fdatasync on a thread pool, no io_uring (epoll sockets).
+    Pwrite,
 }
 
 fn topic_defaults() -> TopicConfig {
@@ -84,6 +104,34 @@ pub struct Config {
     /// Durability of appends: always, never or interval_ms:N.
     #[arg(long, default_value_t = FsyncPolicy::Always)]
     pub fsync: FsyncPolicy,
+    /// File I/O path: auto (glommio, or pwrite where io_uring is denied), glommio, uring or
+    /// pwrite. The on-disk format is the same for all.
+    #[arg(long, env = "KEEL_IO_BACKEND", value_enum, default_value_t = IoBackendChoice::Auto)]
+    pub io_backend: IoBackendChoice,
+    /// pwrite backend: O_DIRECT (true) or through the page cache (false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pwrite_direct: bool,
+    /// uring backend: ring entries per shard, the most I/O operations in flight per shard.
+    #[arg(long, default_value_t = uring_defaults().depth)]
+    pub uring_depth: u32,
+    /// uring backend: a kernel thread polls the submission queue (no system call per submit).
+    #[arg(long, env = "KEEL_URING_SQPOLL", default_value_t = uring_defaults().sqpoll, action = clap::ArgAction::Set)]
+    pub uring_sqpoll: bool,
+    /// uring backend: register a pool of write buffers with the ring.
+    #[arg(long, env = "KEEL_URING_FIXED_BUFFERS", default_value_t = uring_defaults().fixed_buffers, action = clap::ArgAction::Set)]
+    pub uring_fixed_buffers: bool,
+    /// uring backend: registered write buffers per shard.
+    #[arg(long, default_value_t = uring_defaults().fixed_buffer_count)]
+    pub uring_fixed_buffer_count: u16,
+    /// uring backend: bytes of each registered write buffer (larger writes use plain ones).
+    #[arg(long, default_value_t = uring_defaults().fixed_buffer_bytes)]
+    pub uring_fixed_buffer_bytes: usize,
+    /// uring backend: register file descriptors with the ring.
+    #[arg(long, env = "KEEL_URING_FIXED_FILES", default_value_t = uring_defaults().fixed_files, action = clap::ArgAction::Set)]
+    pub uring_fixed_files: bool,
+    /// uring backend: link an fdatasync after every write (used with fsync=always only).
+    #[arg(long, env = "KEEL_URING_LINKED_SYNC", default_value_t = uring_defaults().linked_sync, action = clap::ArgAction::Set)]
+    pub uring_linked_sync: bool,
     /// Create a topic on first use (Metadata or Produce) with `default_partitions`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
@@ -268,6 +316,7 @@ impl Config {
             ("request_memory_bytes_max", self.request_memory_bytes_max),
             ("write_bytes_max", self.write_bytes_max),
             ("ring_depth", self.ring_depth),
+            ("uring_depth", self.uring_depth as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -374,7 +423,54 @@ impl Config {
         e.producer_batches_max = self.producer_batches_max;
         e.producers_per_partition_max = self.producers_per_partition_max;
         e.pin_cores = self.pin_cores;
+        e.io_backend = match self.io_backend {
+            IoBackendChoice::Auto | IoBackendChoice::Glommio => IoBackend::Glommio,
+            IoBackendChoice::Uring => IoBackend::Uring,
+            IoBackendChoice::Pwrite => IoBackend::Pwrite,
+        };
+        e.backend_options = BackendOptions {
+            pwrite_direct: self.pwrite_direct,
+            uring: UringOptions {
+                depth: self.uring_depth,
+                sqpoll: self.uring_sqpoll,
+                fixed_buffers: self.uring_fixed_buffers,
+                fixed_buffer_count: self.uring_fixed_buffer_count,
+                fixed_buffer_bytes: self.uring_fixed_buffer_bytes,
+                fixed_files: self.uring_fixed_files,
+                linked_sync: self.uring_linked_sync,
+                ..uring_defaults()
+            },
+        };
         e
+    }
+
+    /// The backend to run on: the one named, or for `auto` glommio when io_uring can be set
+    /// up in this process and pwrite when it cannot (logged in one line, with the reason).
+    ///
+    /// # Errors
+    /// A backend that needs io_uring was named, and io_uring cannot be set up here.
+    pub fn resolve_io_backend(&self) -> Result<IoBackend, ConfigError> {
+        let probe = keel_engine::rt::probe_io_uring();
+        let named = match self.io_backend {
+            IoBackendChoice::Auto => {
+                return Ok(match probe {
+                    Ok(()) => IoBackend::Glommio,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "io_uring cannot be set up here: running on the pwrite backend (plain pwrite/fdatasync, epoll sockets); --io-backend pwrite silences this");
+                        IoBackend::Pwrite
+                    }
+                })
+            }
+            IoBackendChoice::Glommio => IoBackend::Glommio,
+            IoBackendChoice::Uring => IoBackend::Uring,
+            IoBackendChoice::Pwrite => IoBackend::Pwrite,
+        };
+        match probe {
+            Err(e) if named.needs_io_uring() => Err(ConfigError::Invalid(format!(
+                "--io-backend {named} needs io_uring, which this process cannot set up ({e}); use --io-backend pwrite or auto"
+            ))),
+            _ => Ok(named),
+        }
     }
 }
 

@@ -21,10 +21,7 @@ use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
-use glommio::{
-    net::TcpStream,
-    sync::{Semaphore, StaticPermit},
-};
+use keel_engine::rt::{Budget, BudgetPermit, TcpStream};
 
 use crate::error::ConnectionError;
 
@@ -45,7 +42,7 @@ const _: () = assert!(READ_AHEAD_BYTES <= IDLE_BUFFER_BYTES_MAX);
 pub struct Frame {
     /// The frame without its length prefix.
     pub bytes: Bytes,
-    _memory: Option<StaticPermit>,
+    _memory: Option<BudgetPermit>,
 }
 
 /// A framed client connection.
@@ -61,9 +58,9 @@ pub struct Connection {
     request_bytes_max: usize,
     /// The shard's request memory budget, and this connection's share of it for the frame
     /// being read.
-    memory: Rc<Semaphore>,
+    memory: Rc<Budget>,
     memory_bytes_max: usize,
-    permit: Option<StaticPermit>,
+    permit: Option<BudgetPermit>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -82,7 +79,7 @@ impl Connection {
     pub fn new(
         stream: TcpStream,
         request_bytes_max: usize,
-        memory: Rc<Semaphore>,
+        memory: Rc<Budget>,
         memory_bytes_max: usize,
     ) -> Self {
         Connection {
@@ -126,14 +123,7 @@ impl Connection {
                 if self.permit.is_none() {
                     // A frame larger than the whole budget takes all of it.
                     let units = need.min(self.memory_bytes_max) as u64;
-                    let permit = Rc::clone(&self.memory)
-                        .acquire_static_permit(units)
-                        .await
-                        .map_err(|e| ConnectionError::Io {
-                            op: "reserve request memory",
-                            source: std::io::Error::other(e.to_string()),
-                        })?;
-                    self.permit = Some(permit);
+                    self.permit = Some(self.memory.acquire(units).await);
                 }
                 // The rest of a large frame: read straight into place (zero-filled first, as
                 // the reader wants an initialised slice; the frame is about to fill it).

@@ -55,6 +55,9 @@ pub enum RunError {
     /// The engine failed to start or to close cleanly.
     #[error(transparent)]
     Engine(#[from] keel_engine::EngineError),
+    /// The settings cannot be used on this machine (an I/O backend without io_uring).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// A shard could not listen.
     #[error("a shard could not start listening (see the log)")]
     Listen,
@@ -67,7 +70,13 @@ pub enum RunError {
 /// that cannot be bound.
 pub fn run(config: Config, shutdown: ShutdownFlag) -> Result<(), RunError> {
     let state = BrokerState::open(&config.data_dir)?;
-    let engine_config = config.engine();
+    let mut engine_config = config.engine();
+    engine_config.io_backend = config.resolve_io_backend()?;
+    tracing::info!(
+        io_backend = %engine_config.io_backend,
+        runtime = ?engine_config.io_backend.runtime(),
+        "storage backend"
+    );
     let broker = Arc::new(Broker::new(config, state, shutdown));
     let main_broker = Arc::clone(&broker);
     keel_engine::run(engine_config, move |shard| {

@@ -21,8 +21,10 @@ use std::{
 };
 
 use futures::future::{select, Either};
-use glommio::net::{TcpListener, TcpStream};
-use keel_engine::Shard;
+use keel_engine::{
+    rt::{self, TcpListener, TcpStream},
+    Shard,
+};
 
 use crate::{
     broker::{Broker, ConnectionSlot, Ctx},
@@ -50,7 +52,7 @@ pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
             return;
         }
     };
-    let request_memory = Rc::new(glommio::sync::Semaphore::new(
+    let request_memory = Rc::new(rt::Budget::new(
         broker.config.request_memory_bytes_max as u64,
     ));
     let ctx = Ctx {
@@ -77,7 +79,7 @@ async fn bind(shard: &Shard, broker: &Broker) -> Result<TcpListener, String> {
             if broker.failed() || broker.shutdown.is_set() {
                 return Err("shard 0 did not bind".into());
             }
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            rt::sleep(Duration::from_millis(1)).await;
         }
     };
     let listener = listen(addr).map_err(|e| format!("bind {addr}: {e}"))?;
@@ -102,19 +104,15 @@ async fn bind(shard: &Shard, broker: &Broker) -> Result<TcpListener, String> {
 
 /// A listening socket on `addr` with SO_REUSEPORT (every shard binds it) and SO_REUSEADDR
 /// (connections left over from a killed broker, which carry the option too, do not block the
-/// next start), handed to glommio.
+/// next start), handed to the shard's runtime.
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    use std::os::fd::{FromRawFd, IntoRawFd};
     let sk = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sk.set_reuse_address(true)?;
     sk.set_reuse_port(true)?;
     sk.bind(&addr.into())?;
     sk.listen(1024)?;
-    let fd = sk.into_raw_fd();
-    // SAFETY: `fd` is a bound, listening TCP socket that nothing else owns (`into_raw_fd`
-    // gave up socket2's ownership), which is what glommio's `from_raw_fd` expects.
-    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+    TcpListener::from_std(sk.into())
 }
 
 /// Checks that no other process listens on `addr` (with SO_REUSEPORT a second broker would
@@ -155,7 +153,7 @@ async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) 
             Err(e) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
                 tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                rt::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -169,7 +167,7 @@ async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) 
         live.set(live.get() + 1);
         let (mut ctx, live) = (ctx.clone(), Rc::clone(live));
         ctx.peer = stream.peer_addr().ok();
-        glommio::spawn_local(async move {
+        rt::spawn_local(async move {
             serve(&ctx, stream, slot).await;
             live.set(live.get() - 1);
         })
@@ -182,7 +180,7 @@ async fn accept_loop(ctx: &Ctx, listener: &TcpListener, live: &Rc<Cell<usize>>) 
 async fn drain(ctx: &Ctx, live: &Rc<Cell<usize>>) {
     let until = Instant::now() + Duration::from_millis(ctx.broker.config.shutdown_wait_ms_max);
     while live.get() > 0 && Instant::now() < until {
-        glommio::timer::sleep(Duration::from_millis(POLL_MS)).await;
+        rt::sleep(Duration::from_millis(POLL_MS)).await;
     }
     if live.get() > 0 {
         tracing::warn!(
@@ -230,7 +228,7 @@ async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), Connecti
     loop {
         let frame = {
             let read = Box::pin(conn.read_frame());
-            let idle = Box::pin(glommio::timer::sleep(idle_max));
+            let idle = Box::pin(rt::sleep(idle_max));
             match select(read, select(ctx.shutdown.clone(), idle)).await {
                 Either::Left((frame, _)) => frame?,
                 Either::Right((Either::Left(((), _)), _)) => return Ok(()),

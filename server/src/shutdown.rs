@@ -113,9 +113,9 @@ impl ShutdownSignal {
     #[must_use]
     pub fn spawn_watcher(flag: &ShutdownFlag) -> Self {
         let watched = flag.clone();
-        let watcher = glommio::spawn_local(async move {
+        let watcher = keel_engine::rt::spawn_local(async move {
             while !watched.is_set() {
-                glommio::timer::sleep(Duration::from_millis(POLL_MS)).await;
+                keel_engine::rt::sleep(Duration::from_millis(POLL_MS)).await;
             }
         });
         ShutdownSignal {

@@ -169,7 +169,7 @@ pub async fn start(shard: &Shard, broker: &Arc<Broker>) -> Result<(), String> {
         if broker.failed() || broker.shutdown.is_set() {
             return Err(format!("{OFFSETS_TOPIC} was not created"));
         }
-        glommio::timer::sleep(Duration::from_millis(1)).await;
+        keel_engine::rt::sleep(Duration::from_millis(1)).await;
     };
     let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     let coordinator = Rc::new(Coordinator::new(
@@ -191,10 +191,10 @@ pub async fn start(shard: &Shard, broker: &Arc<Broker>) -> Result<(), String> {
     }
     let retention_every = (config.offsets_retention_ms / 2).clamp(100, 60_000) / TICK_MS;
     let broker = Arc::clone(broker);
-    glommio::spawn_local(async move {
+    keel_engine::rt::spawn_local(async move {
         let mut ticks = 0u64;
         while !broker.shutdown.is_set() {
-            glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+            keel_engine::rt::sleep(Duration::from_millis(TICK_MS)).await;
             ticks += 1;
             coordinator
                 .tick(ticks.is_multiple_of(retention_every.max(1)))

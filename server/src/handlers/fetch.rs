@@ -203,7 +203,7 @@ async fn wait_for_more(ctx: &Ctx, wanted: &[Vec<Wanted>], reads: &Reads, deadlin
         .collect();
     let shutdown = ctx.shutdown.clone();
     if waits.is_empty() {
-        let sleep = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+        let sleep = keel_engine::rt::sleep(deadline.saturating_duration_since(Instant::now()));
         select(Box::pin(sleep), shutdown).await;
         return;
     }
