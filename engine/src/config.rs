@@ -161,6 +161,9 @@ pub struct EngineConfig {
     pub producers_per_partition_max: usize,
     /// Pin each executor to one CPU (production); tests may turn it off.
     pub pin_cores: bool,
+    /// Group commit: a flush writes and syncs every queued append at once. Off, each append
+    /// gets its own write and fdatasync (for measuring what group commit buys).
+    pub group_commit: bool,
     /// The file I/O path (and with it the runtime: see [`IoBackend::runtime`]).
     pub io_backend: IoBackend,
     /// The backends' own settings.
@@ -192,6 +195,7 @@ impl EngineConfig {
             producer_batches_max: 5,
             producers_per_partition_max: 10_000,
             pin_cores: true,
+            group_commit: true,
             io_backend: IoBackend::default(),
             backend_options: BackendOptions::default(),
         }

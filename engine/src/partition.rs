@@ -102,6 +102,10 @@ pub struct PartitionLimits {
     pub producers_max: usize,
     /// Batches remembered per producer.
     pub producer_batches_max: usize,
+    /// Whether a flush takes every queued batch (group commit) or only the oldest one, so
+    /// that each append gets a write and an fdatasync of its own (the baseline group commit
+    /// is measured against).
+    pub group_commit: bool,
 }
 
 impl PartitionLimits {
@@ -116,6 +120,7 @@ impl PartitionLimits {
             preallocate_bytes: c.preallocate_bytes,
             producers_max: c.producers_per_partition_max,
             producer_batches_max: c.producer_batches_max,
+            group_commit: c.group_commit,
         }
     }
 }
@@ -510,7 +515,12 @@ impl<S: Storage> Partition<S> {
         let batches: Vec<(Bytes, BatchInfo)> = {
             let st = self.st.borrow();
             assert!(st.flushing, "the flusher holds the claim");
-            st.pending.clone()
+            let take = if self.limits.group_commit {
+                st.pending.len()
+            } else {
+                st.pending.len().min(1)
+            };
+            st.pending[..take].to_vec()
         };
         let result = match self.write(&batches).await {
             Err(e) if e.is_out_of_space() => {

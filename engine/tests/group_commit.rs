@@ -27,3 +27,39 @@ fn concurrent_appends_share_fsyncs() {
     let p = open(&s, small_segments(1 << 20));
     assert_eq!(p.offsets().high_watermark, Offset(128));
 }
+
+/// The baseline group commit is measured against: with `group_commit` off, every append gets a
+/// write and an fdatasync of its own, and is still durable when acknowledged.
+#[test]
+fn without_group_commit_each_append_syncs_alone() {
+    let s = SimStorage::new();
+    let mut limits = limits(keel_engine::FsyncPolicy::Always);
+    limits.group_commit = false;
+    let p = block_on(keel_engine::partition::Partition::open(
+        s.clone(),
+        keel_engine::TopicPartition::new("t", 0),
+        dir(),
+        1,
+        small_segments(1 << 20),
+        limits,
+        std::rc::Rc::new(std::cell::RefCell::new(
+            keel_engine::batch_cache::BatchCache::new(0),
+        )),
+    ))
+    .expect("open");
+    let batches: Vec<_> = (0..16).map(|id| batch_of(id, 2, 0)).collect();
+    let before = s.sync_count();
+    let results = block_on(futures::future::join_all(
+        batches.iter().map(|b| p.append(b)),
+    ));
+    let syncs = s.sync_count() - before;
+    assert!(
+        syncs >= 16,
+        "{syncs} syncs for 16 appends without group commit"
+    );
+    assert!(results.iter().all(Result::is_ok));
+    s.crash(3);
+    drop(p);
+    let p = open(&s, small_segments(1 << 20));
+    assert_eq!(p.offsets().high_watermark, Offset(32));
+}

@@ -108,6 +108,10 @@ pub struct Config {
     /// pwrite. The on-disk format is the same for all.
     #[arg(long, env = "KEEL_IO_BACKEND", value_enum, default_value_t = IoBackendChoice::Auto)]
     pub io_backend: IoBackendChoice,
+    /// Group commit: appends queued while a write or fdatasync runs share the next one. Off,
+    /// every append gets its own write and fdatasync (a baseline for measurements).
+    #[arg(long, default_value_t = engine_defaults().group_commit, action = clap::ArgAction::Set)]
+    pub group_commit: bool,
     /// pwrite backend: O_DIRECT (true) or through the page cache (false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub pwrite_direct: bool,
@@ -423,6 +427,7 @@ impl Config {
         e.producer_batches_max = self.producer_batches_max;
         e.producers_per_partition_max = self.producers_per_partition_max;
         e.pin_cores = self.pin_cores;
+        e.group_commit = self.group_commit;
         e.io_backend = match self.io_backend {
             IoBackendChoice::Auto | IoBackendChoice::Glommio => IoBackend::Glommio,
             IoBackendChoice::Uring => IoBackend::Uring,
