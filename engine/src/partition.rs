@@ -679,7 +679,9 @@ impl<S: Storage> Partition<S> {
                 &batches[i..j],
                 config.index_interval_bytes,
                 now,
-                self.limits.preallocate_bytes,
+                // At most one segment ahead: a 32 MiB step on 1 MiB segments would keep 32x
+                // the data on disk in preallocated active segments.
+                self.limits.preallocate_bytes.min(config.segment_bytes_max),
             )
             .await?;
             let mut cache = self.cache.borrow_mut();

@@ -2,14 +2,15 @@
 //! not by its deadline.
 use std::time::{Duration, Instant};
 
-use keel_engine::{batch, EngineConfig, Offset, TopicOverrides, TopicPartition};
+mod common;
+
+use keel_engine::{batch, rt, Offset, TopicOverrides, TopicPartition};
 
 #[test]
 fn append_wakes_a_waiting_reader_on_another_shard() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = EngineConfig::new(dir.path());
+    let mut c = common::real_config(dir.path());
     c.shards = 2;
-    c.pin_cores = false;
     keel_engine::run(c, |shard| async move {
         if shard.id() != 0 {
             return;
@@ -28,7 +29,7 @@ fn append_wakes_a_waiting_reader_on_another_shard() {
         let deadline = Instant::now() + Duration::from_secs(120);
         let waiter = {
             let (shard, tp) = (shard.clone(), tp.clone());
-            glommio::spawn_local(async move {
+            rt::spawn_local(async move {
                 shard
                     .wait_for_data(&tp, Offset(0), deadline)
                     .await
@@ -36,7 +37,7 @@ fn append_wakes_a_waiting_reader_on_another_shard() {
                 Instant::now()
             })
         };
-        glommio::timer::sleep(Duration::from_millis(50)).await;
+        rt::sleep(Duration::from_millis(50)).await;
         shard
             .append(&tp, batch::build(0, &[b"wake up"]))
             .await

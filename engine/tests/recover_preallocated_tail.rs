@@ -1,19 +1,22 @@
 //! On the real file system, an active segment left without a clean shutdown is longer than its
 //! batches (preallocated zeros); reopening finds the exact end and appends continue after it.
+//! Runs on the backend `KEEL_IO_BACKEND` names.
+mod common;
+
 use std::{cell::RefCell, rc::Rc};
 
 use keel_engine::{
     batch,
     batch_cache::BatchCache,
     partition::{Partition, PartitionLimits},
-    storage::{DmaStorage, Storage},
+    storage::{AnyStorage, Storage},
     EngineConfig, Offset, TopicConfig, TopicPartition,
 };
 
-async fn open(dir: &std::path::Path) -> Partition<DmaStorage> {
+async fn open(storage: &AnyStorage, dir: &std::path::Path) -> Partition<AnyStorage> {
     let c = EngineConfig::new(dir);
     Partition::open(
-        DmaStorage,
+        storage.clone(),
         TopicPartition::new("t", 0),
         dir.join("t-0"),
         0,
@@ -28,22 +31,22 @@ async fn open(dir: &std::path::Path) -> Partition<DmaStorage> {
 #[test]
 fn unclean_reopen_finds_the_end_past_preallocation() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .make()
-        .expect("executor");
-    ex.run(async {
-        DmaStorage.prepare(dir.path()).await.expect("prepare");
-        let p = open(dir.path()).await;
+    let path = dir.path().to_path_buf();
+    let (backend, options) = common::real_backend();
+    common::on_backend(backend, options, move |storage| async move {
+        let dir = path.as_path();
+        storage.prepare(dir).await.expect("prepare");
+        let p = open(&storage, dir).await;
         for i in 0..10 {
             p.append(&batch::build(i, &[b"some value"]))
                 .await
                 .expect("append");
         }
         drop(p); // a crash: no close, no marker
-        let log = dir.path().join("t-0").join(format!("{:020}.log", 0));
+        let log = dir.join("t-0").join(format!("{:020}.log", 0));
         let size = std::fs::metadata(&log).expect("stat").len();
         assert!(size > 4096, "the file was preallocated ({size} bytes)");
-        let p = open(dir.path()).await;
+        let p = open(&storage, dir).await;
         assert_eq!(p.offsets().high_watermark, Offset(10));
         let out = p
             .append(&batch::build(0, &[b"after"]))

@@ -1,14 +1,16 @@
-//! The real engine: glommio executors, DMA files on a real file system. Partitions spread over
+//! The real engine: executors and files of the backend `KEEL_IO_BACKEND` names, on a real
+//! file system. Partitions spread over
 //! two shards; one shard appends to and reads from partitions the other owns; a second start
 //! on the same data dir (after a clean stop) finds everything; topic admin works across shards.
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 use keel_engine::{batch, EngineConfig, Offset, TopicOverrides, TopicPartition};
 
 fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
+    let mut c = common::real_config(dir);
     c.shards = 2;
-    c.pin_cores = false;
     c.batch_cache_bytes_max = 0; // every read goes to the disk
     c
 }

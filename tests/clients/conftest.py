@@ -64,6 +64,42 @@ def _die_with_parent() -> None:
         pass
 
 
+# A seccomp filter that answers io_uring_setup/enter/register (425-427 on x86_64 and aarch64)
+# with EPERM, as Docker's default profile does, and allows everything else. Classic BPF:
+#   load arch; if not ours -> allow; load nr; if io_uring_* -> EPERM; allow
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}.get(os.uname().machine)
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _io_uring_denied_program():
+    ld, jeq, ret = 0x20, 0x15, 0x06
+    allow, eperm = 0x7FFF0000, 0x00050000 | 1
+    prog = [(ld, 0, 0, 4), (jeq, 0, 4, _AUDIT_ARCH or 0), (ld, 0, 0, 0),
+            (jeq, 3, 0, 425), (jeq, 2, 0, 426), (jeq, 1, 0, 427),
+            (ret, 0, 0, allow), (ret, 0, 0, eperm)]
+    return (_SockFilter * len(prog))(*[_SockFilter(*f) for f in prog])
+
+
+def _die_with_parent_and_deny_io_uring() -> None:
+    """In the child before exec: die with pytest, and lose io_uring for good."""
+    _die_with_parent()
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    program = _io_uring_denied_program()
+    fprog = _SockFprog(len(program), program)
+    pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
+    if (libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0
+            or libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(fprog)) != 0):
+        raise OSError(ctypes.get_errno(), "cannot install the seccomp filter")
+
+
 class BrokerError(AssertionError):
     pass
 
@@ -75,7 +111,7 @@ class Broker:
                  advertised_port: int | None = None, fsync: str | None = None,
                  auto_create_topics: bool = True, default_partitions: int = 1,
                  shards: int = SHARDS, extra_args: list[str] | None = None,
-                 data_parent: Path | None = None):
+                 data_parent: Path | None = None, deny_io_uring: bool = False):
         self.port = port or free_port()
         self.advertised_port = advertised_port or self.port
         self.data_dir = Path(tempfile.mkdtemp(prefix="keel-test-data-", dir=data_parent))
@@ -93,6 +129,9 @@ class Broker:
         self.args += extra_args or []
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # Under a seccomp filter that denies io_uring, as in a default Docker container.
+        self.deny_io_uring = deny_io_uring
+        assert not deny_io_uring or _AUDIT_ARCH, "io_uring denial needs x86_64 or aarch64"
 
     @property
     def bootstrap(self) -> str:
@@ -130,9 +169,17 @@ class Broker:
             log.flush()
             self.proc = subprocess.Popen(
                 [str(KEEL_BIN), *self.args], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                env={"RUST_BACKTRACE": "0", **os.environ})
+                stderr=subprocess.STDOUT,
+                preexec_fn=(_die_with_parent_and_deny_io_uring if self.deny_io_uring
+                            else _die_with_parent),
+                env=self._env())
         self._wait_ready()
+
+    def _env(self) -> dict:
+        env = {"RUST_BACKTRACE": "0", **os.environ}
+        if self.deny_io_uring:
+            env.pop("KEEL_IO_BACKEND", None)  # the broker's own choice is under test
+        return env
 
     def _wait_ready(self) -> None:
         """Ready means: the port accepts a connection and this start's log says 'ready'."""

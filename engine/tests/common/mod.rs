@@ -16,6 +16,56 @@ use keel_engine::{
 
 pub use futures::executor::block_on;
 
+use keel_engine::{rt, storage::AnyStorage, BackendOptions, IoBackend};
+
+/// The backend the tests on real files run on: `KEEL_IO_BACKEND` (glommio, uring, pwrite;
+/// default glommio), so that the test command runs them once per backend. `KEEL_URING_*`
+/// turn on the uring backend's options (`SQPOLL`, `FIXED_BUFFERS`, `FIXED_FILES`,
+/// `LINKED_SYNC` set to `true`), as the broker's flags of the same names do.
+pub fn real_backend() -> (IoBackend, BackendOptions) {
+    let backend = std::env::var("KEEL_IO_BACKEND")
+        .map(|b| b.parse().expect("KEEL_IO_BACKEND names a backend"))
+        .unwrap_or_default();
+    let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "true");
+    let mut options = BackendOptions::default();
+    options.uring.sqpoll = on("KEEL_URING_SQPOLL");
+    options.uring.fixed_buffers = on("KEEL_URING_FIXED_BUFFERS");
+    options.uring.fixed_files = on("KEEL_URING_FIXED_FILES");
+    options.uring.linked_sync = on("KEEL_URING_LINKED_SYNC");
+    (backend, options)
+}
+
+/// An engine config on `dir` for the backend of [`real_backend`].
+pub fn real_config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    (c.io_backend, c.backend_options) = real_backend();
+    c.pin_cores = false;
+    c
+}
+
+/// Runs `f` with the storage of `backend` on an executor thread of its runtime, and returns
+/// what it returns.
+pub fn on_backend<T, F, Fut>(backend: IoBackend, options: BackendOptions, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(AnyStorage) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let spec = rt::ExecutorSpec {
+        name: format!("test-{backend}"),
+        cpu: None,
+        io_memory_bytes: 256 << 10,
+        ring_depth: 64,
+    };
+    rt::spawn_executor(backend.runtime(), &spec, move || async move {
+        let storage = AnyStorage::new(backend, &options).expect("backend starts");
+        f(storage).await
+    })
+    .expect("executor starts")
+    .join()
+    .expect("executor ran")
+}
+
 pub fn dir() -> PathBuf {
     PathBuf::from("/sim/t-0")
 }

@@ -44,6 +44,17 @@ impl Broker {
 
     /// Starts a broker on `data_dir`, logging into `log_dir`.
     pub fn start_in(data_dir: &Path, log_dir: &Path, extra: &[&str]) -> TestResult<Broker> {
+        Broker::start_with(data_dir, log_dir, extra, |_| {})
+    }
+
+    /// [`Broker::start_in`], with the command adjusted by `configure` before it is spawned
+    /// (environment, a hook run in the child before exec).
+    pub fn start_with(
+        data_dir: &Path,
+        log_dir: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> TestResult<Broker> {
         let log = log_dir.join(format!(
             "keel-{}.log",
             std::time::SystemTime::now()
@@ -51,7 +62,8 @@ impl Broker {
                 .as_nanos()
         ));
         let stderr = std::fs::File::create(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+        command
             .arg("--data-dir")
             .arg(data_dir)
             .args([
@@ -66,8 +78,9 @@ impl Broker {
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()?;
+            .stderr(stderr);
+        configure(&mut command);
+        let child = command.spawn()?;
         let mut b = Broker {
             child: Some(child),
             addr: "127.0.0.1:0".parse()?,
