@@ -175,6 +175,7 @@ fn run_managed(
         rate,
         broker_pid: broker.as_ref().and_then(RunningBroker::pid),
         progress: config.progress,
+        intervals: None,
     };
     tracing::info!(run = spec.label, rate, "starting run");
     let outcome = run(&spec);
