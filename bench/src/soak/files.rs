@@ -29,7 +29,7 @@ use crate::engine::files::load_v2;
 use crate::histogram::LatencySummary;
 use crate::kafka::markdown::{notes_markdown, plots_markdown, run_header};
 use crate::plot::{plot_percentile_spectrum, plot_xy, SpectrumSeries, XySeries};
-use crate::report::{percentile_table_markdown, write_raw_run, HistogramsByFile};
+use crate::report::{percentile_table_markdown, write_json, write_raw_run, HistogramsByFile};
 
 const MIB: f64 = (1u64 << 20) as f64;
 
@@ -57,7 +57,8 @@ pub fn is_soak_dir(dir: &Path) -> bool {
 }
 
 /// `keel-bench report DIR` for a soak: reads summary.json (settings and totals), the CSVs and
-/// the histograms, checks flatness again from the raw rows, and writes report.md and the plots.
+/// the histograms, checks flatness again from the raw rows, and writes the checks into
+/// summary.json, and report.md and the plots.
 pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let path = dir.join("summary.json");
     let text =
@@ -67,12 +68,16 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let samples = read_rows::<Sample>(&dir.join(SAMPLES_FILE))?;
     let intervals = read_rows::<IntervalRow>(&dir.join(INTERVALS_FILE))?;
     summary.analysis = analysis_of(&summary, &samples, &intervals);
+    // The checks are derived data: summary.json gets them as this code computes them.
+    write_json(&path, &summary)?;
     let mut loaded = Vec::new();
     for (_, file) in summary.run.iter().flat_map(|r| r.histogram_files.iter()) {
         loaded.push((file.clone(), load_v2(&dir.join(file))?));
     }
     let histograms: HistogramsByFile<'_> = loaded.iter().map(|(f, h)| (f.as_str(), h)).collect();
-    render(dir, &summary, &samples, &intervals, &histograms)
+    let mut written = vec![path];
+    written.extend(render(dir, &summary, &samples, &intervals, &histograms)?);
+    Ok(written)
 }
 
 /// The flatness analysis of a summary's rows.

@@ -120,9 +120,11 @@ impl LoadCtx {
         }
     }
 
-    /// Seconds since the load started.
+    /// Seconds since the load started, in whole microseconds: the CSV files keep six
+    /// decimals, so a time read back is the time written, and a report redrawn from them
+    /// is the report written.
     pub fn t_s(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        self.start.elapsed().as_micros() as f64 / 1e6
     }
 
     pub fn group(&self, update: impl FnOnce(&mut GroupFigures)) {
