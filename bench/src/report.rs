@@ -109,6 +109,19 @@ pub struct GitRef {
     pub dirty_paths: Vec<String>,
 }
 
+/// What the summary.json of every Kafka report (sweep, soak) opens with: which kind of report
+/// it is, the bench's version, the exact command, the code and the machine. Flattened into
+/// the summary, so the file keeps these as top-level keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    pub kind: String,
+    pub keel_bench_version: String,
+    pub command: Vec<String>,
+    pub git: GitRef,
+    pub started_at_unix_s: u64,
+    pub machine: crate::limits::MachineInfo,
+}
+
 /// The [`GitRef`] of the repository holding `dir`.
 pub fn git_ref(dir: &Path) -> GitRef {
     let git = |args: &[&str]| -> Option<String> {

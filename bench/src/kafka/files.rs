@@ -34,8 +34,8 @@ use crate::report::write_raw_run;
 pub fn write_sweep(dir: &Path, run: &SweepRun) -> anyhow::Result<Vec<PathBuf>> {
     let (mut written, histograms) = write_raw_run(
         dir,
-        &run.summary.command,
-        &run.summary.machine,
+        &run.summary.identity.command,
+        &run.summary.identity.machine,
         &run.histograms,
         &run.summary,
     )?;

@@ -4,8 +4,7 @@ use std::fmt::Write as _;
 
 use super::run::RunSummary;
 use super::summary::{SweepSummary, SystemResult};
-use crate::limits::MachineInfo;
-use crate::report::{format_us, GitRef};
+use crate::report::{format_us, RunIdentity};
 use crate::units::format_bytes_human;
 
 /// The whole page. `plots` are (title, file) pairs; `notes` is the hand-written analysis.
@@ -57,12 +56,15 @@ pub fn notes_markdown(notes: Option<&str>) -> String {
 
 /// The command, the code and the machine of a run: the opening lines of every Kafka report
 /// (sweep and soak).
-pub fn run_header(
-    command: &[String],
-    git: &GitRef,
-    started_at_unix_s: u64,
-    m: &MachineInfo,
-) -> String {
+pub fn run_header(identity: &RunIdentity) -> String {
+    let RunIdentity {
+        command,
+        git,
+        started_at_unix_s,
+        machine: m,
+        ..
+    } = identity;
+    let started_at_unix_s = *started_at_unix_s;
     let mut text = String::new();
     let command: Vec<String> = command
         .iter()
@@ -110,12 +112,7 @@ pub fn run_header(
 
 fn header(summary: &SweepSummary) -> String {
     let w = &summary.workload;
-    let mut text = run_header(
-        &summary.command,
-        &summary.git,
-        summary.started_at_unix_s,
-        &summary.machine,
-    );
+    let mut text = run_header(&summary.identity);
     let load = |l: Option<[f64; 3]>| {
         l.map_or_else(
             || "?".to_owned(),

@@ -43,7 +43,13 @@ pub const DIR_SUFFIX: &str = "_soak";
 /// CSV and HDR interval log are there already, written as the soak went).
 pub fn write_soak(dir: &Path, run: &SoakRun) -> anyhow::Result<Vec<PathBuf>> {
     let s = &run.summary;
-    let (mut written, histograms) = write_raw_run(dir, &s.command, &s.machine, &run.histograms, s)?;
+    let (mut written, histograms) = write_raw_run(
+        dir,
+        &s.identity.command,
+        &s.identity.machine,
+        &run.histograms,
+        s,
+    )?;
     for file in [SAMPLES_FILE, INTERVALS_FILE, super::HLOG_FILE] {
         written.push(dir.join(file));
     }
@@ -371,12 +377,7 @@ pub fn report_markdown(
         format!("{seconds:.0} seconds")
     };
     let mut page = format!("# keel-bench soak: {length} of mixed load\n\n");
-    page.push_str(&run_header(
-        &summary.command,
-        &summary.git,
-        summary.started_at_unix_s,
-        &summary.machine,
-    ));
+    page.push_str(&run_header(&summary.identity));
     page.push_str(&load_description(summary));
     let _ = writeln!(
         page,

@@ -45,7 +45,7 @@ use self::summary::{LogFindings, SoakSummary};
 use crate::kafka::broker::{RunningBroker, SystemSpec};
 use crate::kafka::client::Connection;
 use crate::kafka::run::{run, IntervalRecorder, RunOutcome, RunSpec};
-use crate::report::{git_ref, shell_quote};
+use crate::report::{git_ref, shell_quote, RunIdentity};
 
 /// Raw data files of a soak folder.
 pub const SAMPLES_FILE: &str = "samples.csv";
@@ -94,6 +94,8 @@ pub fn run_soak(
     let started_at_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    // The code measured is the code at the start: the tree may change during a long soak.
+    let git = git_ref(Path::new("."));
     let addr = match options.listen {
         Some(addr) => addr,
         None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
@@ -143,12 +145,14 @@ pub fn run_soak(
         summary
     });
     let mut summary = SoakSummary {
-        kind: summary::KIND.to_owned(),
-        keel_bench_version: env!("CARGO_PKG_VERSION").to_owned(),
-        command: options.command.clone(),
-        git: git_ref(Path::new(".")),
-        started_at_unix_s,
-        machine,
+        identity: RunIdentity {
+            kind: summary::KIND.to_owned(),
+            keel_bench_version: env!("CARGO_PKG_VERSION").to_owned(),
+            command: options.command.clone(),
+            git,
+            started_at_unix_s,
+            machine,
+        },
         config: config.clone(),
         broker_command,
         elapsed_s: samples.last().map_or(0.0, |s| s.t_s),

@@ -13,8 +13,7 @@ use super::config::SoakConfig;
 use super::csv::{IntervalRow, Sample};
 use super::load::{AdminFigures, GroupFigures};
 use crate::kafka::run::RunSummary;
-use crate::limits::MachineInfo;
-use crate::report::GitRef;
+use crate::report::RunIdentity;
 
 /// `kind` of a soak's summary.json, which `keel-bench report` looks for.
 pub const KIND: &str = "keel-bench soak";
@@ -22,12 +21,8 @@ pub const KIND: &str = "keel-bench soak";
 /// summary.json of a soak.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SoakSummary {
-    pub kind: String,
-    pub keel_bench_version: String,
-    pub command: Vec<String>,
-    pub git: GitRef,
-    pub started_at_unix_s: u64,
-    pub machine: MachineInfo,
+    #[serde(flatten)]
+    pub identity: RunIdentity,
     pub config: SoakConfig,
     /// The command that started the broker.
     pub broker_command: String,
