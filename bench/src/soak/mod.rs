@@ -15,7 +15,8 @@
 //! (`files.rs`) checks flatness (`summary.rs`) and draws the plots.
 //!
 //! - [`config`]: the settings file. [`load`]: what the load threads share, and their tallies.
-//! - [`csv`]: the raw rows. [`summary`]: the figures and the checks. [`files`]: the folder.
+//! - [`csv`]: the raw rows. [`summary`]: the figures and the checks. [`files`]: the folder,
+//!   [`markdown`]: its report.md.
 
 pub mod admin;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod csv;
 pub mod files;
 pub mod group;
 pub mod load;
+pub mod markdown;
 pub mod sample;
 pub mod summary;
 
@@ -33,7 +35,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::interval_log::{IntervalLogWriter, IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
@@ -44,7 +46,7 @@ use self::sample::Sampler;
 use self::summary::{LogFindings, SoakSummary};
 use crate::kafka::broker::{RunningBroker, SystemSpec};
 use crate::kafka::client::Connection;
-use crate::kafka::run::{run, IntervalRecorder, RunOutcome, RunSpec};
+use crate::kafka::run::{run, IntervalRecorder, RunOutcome, RunSpec, RunSummary};
 use crate::report::{git_ref, shell_quote, RunIdentity};
 
 /// Raw data files of a soak folder.
@@ -101,22 +103,7 @@ pub fn run_soak(
         None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
     };
     let broker_command = broker_command(config, options, addr);
-    let system = SystemSpec {
-        name: "keel-soak".to_owned(),
-        bootstrap: addr.to_string(),
-        start: Some(broker_command.clone()),
-        data_dir: Some(options.data_dir.clone()),
-    };
-    // The broker's log goes beside its data directory, not into the committed report.
-    let log_dir = match options.data_dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let broker =
-        RunningBroker::start(&system, &log_dir)?.context("the soak's broker was not started")?;
-    let pid = broker
-        .pid()
-        .context("the soak's broker has no process id")?;
+    let (broker, pid) = start_broker(&broker_command, options, addr)?;
     let mut machine = crate::limits::machine_info(&options.data_dir)?;
     // Reports are committed: the data directory is named as given, not as resolved here.
     machine.storage.dir = options.data_dir.clone();
@@ -134,16 +121,13 @@ pub fn run_soak(
     broker.stop()?;
     remove_data_dir(&options.data_dir)?;
     let (samples, intervals) = observed.unwrap_or_default();
-    let mut histograms = Vec::new();
-    let run_summary = outcome.map(|outcome| {
-        let mut summary = outcome.summary;
-        for (role, histogram) in outcome.histograms {
-            let file = format!("soak_{role}.hdr");
-            summary.histogram_files.push((role, file.clone()));
-            histograms.push((file, histogram));
+    let (run_summary, histograms) = match outcome {
+        Some(outcome) => {
+            let (summary, histograms) = name_histograms(outcome);
+            (Some(summary), histograms)
         }
-        summary
-    });
+        None => (None, Vec::new()),
+    };
     let mut summary = SoakSummary {
         identity: RunIdentity {
             kind: summary::KIND.to_owned(),
@@ -170,6 +154,43 @@ pub fn run_soak(
         intervals,
         histograms,
     })
+}
+
+/// Starts the broker on an empty data directory; returns it and its process id.
+fn start_broker(
+    command: &str,
+    options: &SoakOptions,
+    addr: SocketAddr,
+) -> anyhow::Result<(RunningBroker, u32)> {
+    let system = SystemSpec {
+        name: "keel-soak".to_owned(),
+        bootstrap: addr.to_string(),
+        start: Some(command.to_owned()),
+        data_dir: Some(options.data_dir.clone()),
+    };
+    // The broker's log goes beside its data directory, not into the committed report.
+    let log_dir = match options.data_dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let broker =
+        RunningBroker::start(&system, &log_dir)?.context("the soak's broker was not started")?;
+    let pid = broker
+        .pid()
+        .context("the soak's broker has no process id")?;
+    Ok((broker, pid))
+}
+
+/// The run's summary with the file names its whole-run histograms are saved under.
+fn name_histograms(outcome: RunOutcome) -> (RunSummary, Vec<(String, Histogram<u64>)>) {
+    let mut summary = outcome.summary;
+    let mut histograms = Vec::new();
+    for (role, histogram) in outcome.histograms {
+        let file = format!("soak_{role}.hdr");
+        summary.histogram_files.push((role, file.clone()));
+        histograms.push((file, histogram));
+    }
+    (summary, histograms)
 }
 
 /// The broker's command line: the settings file's retention and group settings, loopback.
@@ -282,15 +303,7 @@ fn observe(
         .with_context(|| format!("creating {}", hlog_path.display()))?;
     let mut serializer = V2DeflateSerializer::new();
     let start_time = SystemTime::now() - ctx.start.elapsed();
-    let mut hlog = IntervalLogWriterBuilder::new()
-        .add_comment(
-            "keel-bench soak: latencies in microseconds, from each message's intended send time",
-        )
-        .add_comment("tags: produce (send to ack), e2e (send to consumed), admin (one request)")
-        .with_start_time(start_time)
-        .with_base_time(start_time)
-        .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut hlog_file, &mut serializer)
+    let mut hlog = begin_hlog(&mut hlog_file, &mut serializer, start_time)
         .with_context(|| format!("writing {}", hlog_path.display()))?;
     let (mut samples, mut intervals) = (Vec::new(), Vec::new());
     let load_s = ctx.config.load_s();
@@ -337,6 +350,24 @@ fn observe(
             return Ok((samples, intervals));
         }
     }
+}
+
+/// Starts the HDR interval log: its comments, and the start and base time (the load's start,
+/// so each interval's timestamp is seconds since it), with maxima shown in milliseconds.
+fn begin_hlog<'a, 'b>(
+    file: &'a mut std::fs::File,
+    serializer: &'b mut V2DeflateSerializer,
+    start_time: SystemTime,
+) -> std::io::Result<IntervalLogWriter<'a, 'b, std::fs::File, V2DeflateSerializer>> {
+    IntervalLogWriterBuilder::new()
+        .add_comment(
+            "keel-bench soak: latencies in microseconds, from each message's intended send time",
+        )
+        .add_comment("tags: produce (send to ack), e2e (send to consumed), admin (one request)")
+        .with_start_time(start_time)
+        .with_base_time(start_time)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(file, serializer)
 }
 
 fn remove_data_dir(dir: &Path) -> anyhow::Result<()> {

@@ -195,18 +195,47 @@ pub fn analyze(inputs: &Inputs<'_>) -> Analysis {
             third(inputs, from, to)
         })
         .collect();
-    let (first, last) = (&thirds[0], &thirds[2]);
-    let mut checks = Vec::new();
-    let mut check = |what: &str, criterion: String, figure: String, pass: bool| {
-        checks.push(Check {
+    let mut checks = Checks::default();
+    memory_and_files(inputs, &thirds, &mut checks);
+    latency_trend(inputs, &thirds, &mut checks);
+    retention_and_rate(inputs, &thirds, &mut checks);
+    errors_and_load(inputs, &mut checks);
+    let checks = checks.0;
+    let flat = checks.iter().all(|c| c.pass);
+    Analysis {
+        rss_peak_bytes: max_of(inputs.samples.iter().map(|s| s.rss_bytes)),
+        open_files_min: min_of(inputs.samples.iter().map(|s| s.open_files)),
+        open_files_max: max_of(inputs.samples.iter().map(|s| s.open_files)),
+        segments_deleted: inputs.samples.last().map_or(0.0, |s| s.segments_deleted),
+        load1_max: max_of(inputs.samples.iter().map(|s| s.load1)),
+        thirds,
+        checks,
+        flat,
+    }
+}
+
+/// The checks as they are added.
+#[derive(Debug, Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, what: &str, criterion: String, figure: String, pass: bool) {
+        self.0.push(Check {
             what: what.to_owned(),
             criterion,
             figure,
             pass,
         });
-    };
+    }
+}
+
+/// Peak RSS and open files: the last third against the first, and a hard bound.
+fn memory_and_files(inputs: &Inputs<'_>, thirds: &[Third], checks: &mut Checks) {
+    let c = inputs.config;
+    let r = &c.report;
+    let (first, last) = (&thirds[0], &thirds[2]);
     let rss_slack = (first.rss_peak_bytes * r.rss_growth_fraction).max(r.rss_growth_bytes as f64);
-    check(
+    checks.add(
         "peak RSS, first third -> last third",
         format!(
             "last <= first + max({:.0}%, {:.0} MiB)",
@@ -216,19 +245,26 @@ pub fn analyze(inputs: &Inputs<'_>) -> Analysis {
         growth(first.rss_peak_bytes, last.rss_peak_bytes, "MiB", MIB),
         last.rss_peak_bytes <= first.rss_peak_bytes + rss_slack,
     );
-    check(
+    checks.add(
         "most open files, first third -> last third",
         format!("last <= first + {}", r.open_files_growth),
         format!("{:.0} -> {:.0}", first.open_files_max, last.open_files_max),
         last.open_files_max <= first.open_files_max + r.open_files_growth as f64,
     );
     let fds_max = max_of(inputs.samples.iter().map(|s| s.open_files));
-    check(
+    checks.add(
         "open files, every sample",
         format!("<= {}", r.open_files_max),
         format!("at most {fds_max:.0}"),
         fds_max <= r.open_files_max as f64,
     );
+}
+
+/// The median per-interval p99, produce and end-to-end: the last third against the first.
+fn latency_trend(inputs: &Inputs<'_>, thirds: &[Third], checks: &mut Checks) {
+    let c = inputs.config;
+    let r = &c.report;
+    let (first, last) = (&thirds[0], &thirds[2]);
     let p99_slack = |first_us: f64| (first_us * r.p99_growth_fraction).max(r.p99_growth_ms * 1e3);
     let p99_criterion = format!(
         "last <= first + max({:.0}%, {} ms)",
@@ -247,32 +283,39 @@ pub fn analyze(inputs: &Inputs<'_>) -> Analysis {
             last.e2e_p99_median_us,
         ),
     ] {
-        check(
+        checks.add(
             what,
             p99_criterion.clone(),
             growth(a, b, "ms", 1e3),
             b > 0.0 && b <= a + p99_slack(a),
         );
     }
+}
+
+/// Retention kept deleting, the disk stayed bounded, the target rate was met.
+fn retention_and_rate(inputs: &Inputs<'_>, thirds: &[Third], checks: &mut Checks) {
+    let c = inputs.config;
+    let r = &c.report;
+    let (first, last) = (&thirds[0], &thirds[2]);
     let deleted: Vec<String> = thirds
         .iter()
         .map(|t| format!("{:.0}", t.segments_deleted))
         .collect();
-    check(
+    checks.add(
         "segments deleted by retention, per third",
         "> 0 in every third".to_owned(),
         deleted.join(", "),
         thirds.iter().all(|t| t.segments_deleted > 0.0),
     );
     let disk_slack = f64::from(c.workload.partitions) * c.broker.segment_bytes_max as f64;
-    check(
+    checks.add(
         "soak topic on disk, first third -> last third",
         "last <= first + one segment per partition".to_owned(),
         growth(first.log_bytes_peak, last.log_bytes_peak, "MiB", MIB),
         last.log_bytes_peak <= first.log_bytes_peak + disk_slack,
     );
     let target = c.workload.rate as f64;
-    check(
+    checks.add(
         "acknowledged rate, last third (median interval)",
         format!(
             ">= {:.0}% of {target:.0} msg/s",
@@ -281,8 +324,13 @@ pub fn analyze(inputs: &Inputs<'_>) -> Analysis {
         format!("{:.0} msg/s", last.acked_msg_per_s_median),
         last.acked_msg_per_s_median >= r.rate_fraction_min * target,
     );
+}
+
+/// No errors anywhere, and the group and admin load really ran.
+fn errors_and_load(inputs: &Inputs<'_>, checks: &mut Checks) {
+    let c = inputs.config;
     let (errors, error_figure) = error_figure(inputs);
-    check(
+    checks.add(
         "errors (produce, fetch, group, admin, run)",
         "none".to_owned(),
         error_figure,
@@ -290,7 +338,7 @@ pub fn analyze(inputs: &Inputs<'_>) -> Analysis {
     );
     let load_ran = inputs.admin.cycles > 0
         && (c.groups.members == 0 || (inputs.group.leaves > 0 && inputs.group.generation_max >= 2));
-    check(
+    checks.add(
         "group and admin load ran",
         "admin cycles > 0; members left and the group rebalanced".to_owned(),
         format!(
@@ -299,17 +347,6 @@ pub fn analyze(inputs: &Inputs<'_>) -> Analysis {
         ),
         load_ran,
     );
-    let flat = checks.iter().all(|c| c.pass);
-    Analysis {
-        rss_peak_bytes: max_of(inputs.samples.iter().map(|s| s.rss_bytes)),
-        open_files_min: min_of(inputs.samples.iter().map(|s| s.open_files)),
-        open_files_max: fds_max,
-        segments_deleted: inputs.samples.last().map_or(0.0, |s| s.segments_deleted),
-        load1_max: max_of(inputs.samples.iter().map(|s| s.load1)),
-        thirds,
-        checks,
-        flat,
-    }
 }
 
 /// How many errors there were, and what they were.
