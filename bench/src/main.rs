@@ -224,6 +224,10 @@ struct SoakArgs {
     /// Address for the broker (default: a free port on 127.0.0.1).
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// One more flag for keel, after the settings file's (repeat for each; give it as
+    /// `--broker-arg=--batch-cache-bytes-max=8388608`).
+    #[arg(long = "broker-arg", allow_hyphen_values = true)]
+    broker_args: Vec<String>,
     /// Write a report folder results/<date>_<gitsha>_<host>_soak/ under this directory.
     #[arg(long, required_unless_present = "out")]
     results: Option<PathBuf>,
@@ -475,6 +479,10 @@ fn run_soak(args: &SoakArgs) -> anyhow::Result<()> {
     if let Some(seconds) = args.warmup_seconds {
         config.report.warmup_s = seconds;
     }
+    config
+        .broker
+        .extra_args
+        .extend(args.broker_args.iter().cloned());
     config.check()?;
     let run_dir = match (&args.out, &args.results) {
         (None, Some(results)) => {
