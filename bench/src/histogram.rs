@@ -34,6 +34,19 @@ pub fn new_histogram(highest_value: u64) -> anyhow::Result<Histogram<u64>> {
         .with_context(|| format!("creating a histogram with bounds 1..={highest_value}"))
 }
 
+/// The histogram in `slot`, replaced by an empty one with the bounds of [`new_histogram`]: how
+/// a recorder that others keep writing to is cut into intervals.
+pub fn take_interval(
+    slot: &std::sync::Mutex<Histogram<u64>>,
+    highest_value: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    let fresh = new_histogram(highest_value)?;
+    let mut current = slot
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a histogram's lock is poisoned"))?;
+    Ok(std::mem::replace(&mut *current, fresh))
+}
+
 /// The reported percentiles of one histogram, converted to microseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {

@@ -14,6 +14,9 @@
 //!   any broker at a bootstrap address, open loop, HDR latencies corrected for coordinated
 //!   omission, brokers started and stopped from their commands, the report against the
 //!   machine limits and a peer broker of the same run.
+//! - [`soak`]: `keel-bench soak` (issue 7), a long mixed load (produce, fetch, groups, admin)
+//!   against a keel it starts, with retention deleting segments, sampling the broker's RSS and
+//!   open files every second and latency every interval, and checking that all stay flat.
 //! - [`histogram`]: HDR histogram creation, the percentile summary every report prints, and the
 //!   raw V2 files.
 //! - [`report`]: the `results/<date>_<gitsha>_<host>/` folder, `command.txt`, JSON, and the
@@ -29,4 +32,5 @@ pub mod kafka;
 pub mod limits;
 pub mod plot;
 pub mod report;
+pub mod soak;
 pub mod units;

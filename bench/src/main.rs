@@ -9,6 +9,7 @@ use keel_bench::engine::{self, append::LogSettings, EngineBenchConfig};
 use keel_bench::kafka::{self, broker, workload::Workload};
 use keel_bench::limits::{self, LimitsConfig, ProbeSet};
 use keel_bench::report;
+use keel_bench::soak;
 use keel_bench::units::parse_bytes;
 
 #[derive(Debug, Parser)]
@@ -35,8 +36,11 @@ enum Command {
     /// The machine limits, then per system its maximum rate and fixed-rate latency runs at
     /// fractions of it, and one run at a rate common to all: the report of issue 6.
     Sweep(SweepArgs),
-    /// Redraw report.md and the plots of a run folder (engine or sweep) from its
-    /// summary.json and .hdr files.
+    /// A long mixed load (produce, tailing fetch, a consumer group, admin) against a keel it
+    /// starts, with retention deleting segments: RSS, open files and latency over time (issue 7).
+    Soak(SoakArgs),
+    /// Redraw report.md and the plots of a run folder (engine, sweep or soak) from its
+    /// summary.json and raw data.
     Report(ReportArgs),
 }
 
@@ -201,6 +205,38 @@ struct EngineArgs {
 }
 
 #[derive(Debug, Args)]
+struct SoakArgs {
+    /// Settings file (TOML, see bench/workloads/soak-30min.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override the load's seconds (the workload's duration_s).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Override the seconds the flatness checks skip at the start.
+    #[arg(long)]
+    warmup_seconds: Option<f64>,
+    /// The keel binary to start.
+    #[arg(long, default_value = "target/release/keel")]
+    keel: PathBuf,
+    /// The broker's data directory: emptied at the start, removed at the end.
+    #[arg(long, default_value = "target/soak-data")]
+    data_dir: PathBuf,
+    /// Address for the broker (default: a free port on 127.0.0.1).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// One more flag for keel, after the settings file's (repeat for each; give it as
+    /// `--broker-arg=--batch-cache-bytes-max=8388608`).
+    #[arg(long = "broker-arg", allow_hyphen_values = true)]
+    broker_args: Vec<String>,
+    /// Write a report folder results/<date>_<gitsha>_<host>_soak/ under this directory.
+    #[arg(long, required_unless_present = "out")]
+    results: Option<PathBuf>,
+    /// Write the report into this directory instead (created if missing).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ReportArgs {
     /// An engine run folder (holding summary.json).
     dir: PathBuf,
@@ -220,8 +256,11 @@ fn main() -> anyhow::Result<()> {
         Command::Engine(args) => run_engine(&args),
         Command::Run(args) => run_one(&args),
         Command::Sweep(args) => run_sweep(&args),
+        Command::Soak(args) => run_soak(&args),
         Command::Report(args) => {
-            let written = if kafka::files::is_sweep_dir(&args.dir) {
+            let written = if soak::files::is_soak_dir(&args.dir) {
+                soak::files::regenerate(&args.dir)?
+            } else if kafka::files::is_sweep_dir(&args.dir) {
                 kafka::files::regenerate(&args.dir)?
             } else {
                 engine::files::regenerate(&args.dir)?
@@ -354,6 +393,7 @@ fn run_one(args: &RunArgs) -> anyhow::Result<()> {
             rate: workload.rate,
             broker_pid: running.as_ref().and_then(broker::RunningBroker::pid),
             progress: true,
+            intervals: None,
         };
         let outcome = kafka::run::run(&spec)?;
         if let Some(running) = running {
@@ -428,6 +468,54 @@ fn run_sweep(args: &SweepArgs) -> anyhow::Result<()> {
         );
     }
     println!("report: {}", run_dir.join("report.md").display());
+    Ok(())
+}
+
+fn run_soak(args: &SoakArgs) -> anyhow::Result<()> {
+    let mut config = soak::config::SoakConfig::load(&args.config)?;
+    if let Some(seconds) = args.seconds {
+        config.workload.duration_s = seconds;
+    }
+    if let Some(seconds) = args.warmup_seconds {
+        config.report.warmup_s = seconds;
+    }
+    config
+        .broker
+        .extra_args
+        .extend(args.broker_args.iter().cloned());
+    config.check()?;
+    let run_dir = match (&args.out, &args.results) {
+        (None, Some(results)) => {
+            report::create_run_dir_with_suffix(results, soak::files::DIR_SUFFIX)?
+        }
+        (out, results) => run_dir(out.as_ref(), results.as_ref())?,
+    };
+    let options = soak::SoakOptions {
+        keel: args.keel.clone(),
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        command: std::env::args().collect(),
+        progress: true,
+    };
+    let run = soak::run_soak(&config, &options, &run_dir)?;
+    log_written(&soak::files::write_soak(&run_dir, &run)?);
+    for check in &run.summary.analysis.checks {
+        println!(
+            "{:<50} {:<44} {}",
+            check.what,
+            check.figure,
+            if check.pass { "pass" } else { "FAIL" }
+        );
+    }
+    println!(
+        "{}; report: {}",
+        if run.summary.analysis.flat {
+            "flat"
+        } else {
+            "NOT flat"
+        },
+        run_dir.join("report.md").display()
+    );
     Ok(())
 }
 

@@ -109,6 +109,19 @@ pub struct GitRef {
     pub dirty_paths: Vec<String>,
 }
 
+/// What the summary.json of every Kafka report (sweep, soak) opens with: which kind of report
+/// it is, the bench's version, the exact command, the code and the machine. Flattened into
+/// the summary, so the file keeps these as top-level keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    pub kind: String,
+    pub keel_bench_version: String,
+    pub command: Vec<String>,
+    pub git: GitRef,
+    pub started_at_unix_s: u64,
+    pub machine: crate::limits::MachineInfo,
+}
+
 /// The [`GitRef`] of the repository holding `dir`.
 pub fn git_ref(dir: &Path) -> GitRef {
     let git = |args: &[&str]| -> Option<String> {
@@ -151,11 +164,17 @@ pub fn hostname() -> String {
 /// run of the same day, commit and machine already has that name) and returns its path. The
 /// commit is read from the current directory's repository; `nogit` outside one.
 pub fn create_run_dir(results_root: &Path) -> anyhow::Result<PathBuf> {
+    create_run_dir_with_suffix(results_root, "")
+}
+
+/// [`create_run_dir`] with `suffix` after the host name (`_soak`), so reports of different
+/// kinds from one commit and day read apart.
+pub fn create_run_dir_with_suffix(results_root: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
     let now_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let sha = git_short_sha(Path::new(".")).unwrap_or_else(|| "nogit".to_owned());
-    let base = run_dir_name(&utc_date(now_s), &sha, &hostname());
+    let base = run_dir_name(&utc_date(now_s), &sha, &hostname()) + suffix;
     fs::create_dir_all(results_root)
         .with_context(|| format!("creating {}", results_root.display()))?;
     for attempt in 1..=RUN_DIR_SUFFIX_MAX {
@@ -220,6 +239,15 @@ pub fn write_raw_run<'a, M: Serialize, S: Serialize>(
     written.push(path);
     let by_file = histograms.iter().map(|(f, h)| (f.as_str(), h)).collect();
     Ok((written, by_file))
+}
+
+/// Whether `dir/summary.json` names `kind` as its `kind` (a sweep's, a soak's): how
+/// `keel-bench report DIR` tells report folders apart.
+pub fn summary_kind_is(dir: &Path, kind: &str) -> bool {
+    fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|value| value.get("kind").and_then(|k| k.as_str()) == Some(kind))
 }
 
 /// Writes `dir/command.txt`: the exact argv, shell-quoted, on one line.

@@ -4,11 +4,13 @@
 //! bound (a shared machine gives no stable number), only that every run measured something,
 //! no message was lost or refused, and every file and section is there.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{keel_bench, path_arg};
 use keel_bench::kafka::summary::SweepSummary;
 use keel_server::config::Config;
 use keel_server::shutdown::ShutdownFlag;
@@ -66,20 +68,6 @@ impl Drop for InProcessBroker {
             let _ = thread.join();
         }
     }
-}
-
-fn keel_bench(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO_BIN_EXE_keel-bench"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .status()?;
-    anyhow::ensure!(status.success(), "keel-bench {args:?} failed: {status}");
-    Ok(())
-}
-
-fn path_arg(p: &Path) -> anyhow::Result<&str> {
-    p.to_str()
-        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
 }
 
 #[test]

@@ -221,6 +221,11 @@ impl RunningBroker {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The file the broker's output goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The broker's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -55,6 +55,9 @@ pub struct Connection {
     writer: RequestWriter,
     reader: ResponseReader,
     pub versions: Versions,
+    /// Every API the broker offers, as (api key, min version, max version), for requests
+    /// outside [`Versions`] (see [`Connection::version`]).
+    offered: Vec<(i16, i16, i16)>,
 }
 
 /// The writing half of a connection.
@@ -104,6 +107,7 @@ impl Connection {
                 metadata: 1,
                 create_topics: 2,
             },
+            offered: Vec::new(),
         };
         connection.versions = connection
             .negotiate()
@@ -118,34 +122,41 @@ impl Connection {
             "ApiVersions error {}",
             response.error_code
         );
-        let version = |key: ApiKey, cap: i16| -> anyhow::Result<i16> {
-            let entry = response
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == key as i16)
-                .with_context(|| format!("the broker does not offer {key:?}"))?;
-            let version = entry.max_version.min(cap);
-            anyhow::ensure!(
-                version >= entry.min_version,
-                "{key:?}: broker versions {}..={} above ours",
-                entry.min_version,
-                entry.max_version
-            );
-            Ok(version)
-        };
+        self.offered = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
         let cap = |key: ApiKey| {
             VERSION_CAPS
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map_or(0, |c| c.1)
         };
+        let version = |key: ApiKey| self.version(key, cap(key));
         Ok(Versions {
-            produce: version(ApiKey::Produce, cap(ApiKey::Produce))?,
-            fetch: version(ApiKey::Fetch, cap(ApiKey::Fetch))?,
-            list_offsets: version(ApiKey::ListOffsets, cap(ApiKey::ListOffsets))?,
-            metadata: version(ApiKey::Metadata, cap(ApiKey::Metadata))?,
-            create_topics: version(ApiKey::CreateTopics, cap(ApiKey::CreateTopics))?,
+            produce: version(ApiKey::Produce)?,
+            fetch: version(ApiKey::Fetch)?,
+            list_offsets: version(ApiKey::ListOffsets)?,
+            metadata: version(ApiKey::Metadata)?,
+            create_topics: version(ApiKey::CreateTopics)?,
         })
+    }
+
+    /// The version of `key` to use with this broker: the highest it offers, capped at `cap`
+    /// (the highest version the caller builds its request for correctly).
+    pub fn version(&self, key: ApiKey, cap: i16) -> anyhow::Result<i16> {
+        let &(_, min, max) = self
+            .offered
+            .iter()
+            .find(|(k, _, _)| *k == key as i16)
+            .with_context(|| format!("the broker does not offer {key:?}"))?;
+        let version = max.min(cap);
+        anyhow::ensure!(
+            version >= min,
+            "{key:?}: broker versions {min}..={max} above ours ({cap})"
+        );
+        Ok(version)
     }
 
     /// Sends one request and waits for its response.

@@ -34,8 +34,8 @@ use crate::report::write_raw_run;
 pub fn write_sweep(dir: &Path, run: &SweepRun) -> anyhow::Result<Vec<PathBuf>> {
     let (mut written, histograms) = write_raw_run(
         dir,
-        &run.summary.command,
-        &run.summary.machine,
+        &run.summary.identity.command,
+        &run.summary.identity.machine,
         &run.histograms,
         &run.summary,
     )?;
@@ -45,10 +45,7 @@ pub fn write_sweep(dir: &Path, run: &SweepRun) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Whether `dir/summary.json` is a sweep's (rather than the engine report's).
 pub fn is_sweep_dir(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|value| value.get("kind").and_then(|k| k.as_str()) == Some(KIND))
+    crate::report::summary_kind_is(dir, KIND)
 }
 
 /// `keel-bench report DIR` for a sweep: reads `summary.json` and the histograms it names, and

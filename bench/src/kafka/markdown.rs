@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::run::RunSummary;
 use super::summary::{SweepSummary, SystemResult};
-use crate::report::format_us;
+use crate::report::{format_us, RunIdentity};
 use crate::units::format_bytes_human;
 
 /// The whole page. `plots` are (title, file) pairs; `notes` is the hand-written analysis.
@@ -23,16 +23,9 @@ pub fn report_markdown(
     page.push_str(&checks(summary));
     page.push_str(&maxima(summary));
     page.push_str(&fixed_runs(summary));
-    page.push_str("## Plots\n\n");
-    for (title, file) in plots {
-        let _ = writeln!(page, "### {title}\n\n![{title}]({file})\n");
-    }
+    page.push_str(&plots_markdown(plots));
     page.push_str(&cost(summary));
-    if let Some(notes) = notes {
-        page.push_str("## Notes\n\n");
-        page.push_str(notes.trim());
-        page.push_str("\n\n");
-    }
+    page.push_str(&notes_markdown(notes));
     let limits = summary.limits.to_markdown(&[]);
     page.push_str("## Machine limits (measured in this run)\n\n");
     for line in limits.lines().skip(1) {
@@ -45,12 +38,35 @@ pub fn report_markdown(
     page
 }
 
-fn header(summary: &SweepSummary) -> String {
-    let m = &summary.machine;
-    let w = &summary.workload;
+/// A "Plots" section: each (title, file) as a heading and its image.
+pub fn plots_markdown(plots: &[(String, String)]) -> String {
+    let mut text = String::from("## Plots\n\n");
+    for (title, file) in plots {
+        let _ = writeln!(text, "### {title}\n\n![{title}]({file})\n");
+    }
+    text
+}
+
+/// A "Notes" section with the hand-written analysis, when there is one.
+pub fn notes_markdown(notes: Option<&str>) -> String {
+    notes.map_or_else(String::new, |notes| {
+        format!("## Notes\n\n{}\n\n", notes.trim())
+    })
+}
+
+/// The command, the code and the machine of a run: the opening lines of every Kafka report
+/// (sweep and soak).
+pub fn run_header(identity: &RunIdentity) -> String {
+    let RunIdentity {
+        command,
+        git,
+        started_at_unix_s,
+        machine: m,
+        ..
+    } = identity;
+    let started_at_unix_s = *started_at_unix_s;
     let mut text = String::new();
-    let command: Vec<String> = summary
-        .command
+    let command: Vec<String> = command
         .iter()
         .map(|a| crate::report::shell_quote(a))
         .collect();
@@ -59,21 +75,21 @@ fn header(summary: &SweepSummary) -> String {
         "Command (from the repository root):\n\n```sh\n{}\n```\n",
         command.join(" ")
     );
-    let commit = summary.git.commit.as_deref().unwrap_or("unknown");
+    let commit = git.commit.as_deref().unwrap_or("unknown");
     let _ = writeln!(
         text,
         "Code: `{commit}`{}. Started {} (Unix {}).\n",
-        if summary.git.dirty_paths.is_empty() {
+        if git.dirty_paths.is_empty() {
             String::new()
         } else {
             format!(
                 " with {} uncommitted path(s): {}",
-                summary.git.dirty_paths.len(),
-                summary.git.dirty_paths.join(", ")
+                git.dirty_paths.len(),
+                git.dirty_paths.join(", ")
             )
         },
-        crate::report::utc_date(summary.started_at_unix_s),
-        summary.started_at_unix_s
+        crate::report::utc_date(started_at_unix_s),
+        started_at_unix_s
     );
     let (device, fs) = m.storage.mount.as_ref().map_or(("?", "?"), |mount| {
         (mount.device.as_str(), mount.fs_type.as_str())
@@ -91,6 +107,12 @@ fn header(summary: &SweepSummary) -> String {
         m.os.as_deref().unwrap_or("Linux"),
         m.kernel_release,
     );
+    text
+}
+
+fn header(summary: &SweepSummary) -> String {
+    let w = &summary.workload;
+    let mut text = run_header(&summary.identity);
     let load = |l: Option<[f64; 3]>| {
         l.map_or_else(
             || "?".to_owned(),

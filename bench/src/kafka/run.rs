@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use super::client::{topic_name, Connection, RequestWriter, ResponseReader};
 use super::records::{encode_batch, read_stamps, PendingMessage};
 use super::workload::{Keys, Workload};
-use crate::histogram::{new_histogram, LatencySummary};
+use crate::histogram::{new_histogram, take_interval, LatencySummary};
 
 /// Highest latency a histogram holds, in µs (longer values are recorded as this).
 pub const LATENCY_US_MAX: u64 = 120_000_000;
@@ -72,6 +72,41 @@ pub struct RunSpec {
     /// Process whose CPU time is reported beside the bench's own (the broker).
     pub broker_pid: Option<u32>,
     pub progress: bool,
+    /// Where latencies are also recorded interval by interval, for a caller that watches how
+    /// a long run changes over time (`keel-bench soak`).
+    pub intervals: Option<Arc<IntervalRecorder>>,
+}
+
+/// The latencies of the current interval of a run (µs, counted from each message's intended
+/// send time, like the run's corrected histograms). Whoever holds it takes and resets them at
+/// every interval's end with [`IntervalRecorder::take`]; the run records into them meanwhile.
+#[derive(Debug)]
+pub struct IntervalRecorder {
+    produce: Mutex<Histogram<u64>>,
+    e2e: Mutex<Histogram<u64>>,
+}
+
+impl IntervalRecorder {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            produce: Mutex::new(new_histogram(LATENCY_US_MAX)?),
+            e2e: Mutex::new(new_histogram(LATENCY_US_MAX)?),
+        })
+    }
+
+    /// The produce and end-to-end latencies recorded since the last take, each replaced by
+    /// an empty histogram.
+    pub fn take(&self) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+        Ok((
+            take_interval(&self.produce, LATENCY_US_MAX)?,
+            take_interval(&self.e2e, LATENCY_US_MAX)?,
+        ))
+    }
+}
+
+/// Microseconds from `from_ns` to `done_ns`, at least 1 (the histograms start at 1).
+fn latency_us(done_ns: u64, from_ns: u64) -> u64 {
+    (done_ns.saturating_sub(from_ns) / 1000).max(1)
 }
 
 /// Throughput in one second of the run.
@@ -172,9 +207,9 @@ impl Latencies {
     }
     fn record(&mut self, done_ns: u64, intended_ns: u64, actual_ns: u64) {
         self.corrected
-            .saturating_record((done_ns.saturating_sub(intended_ns) / 1000).max(1));
+            .saturating_record(latency_us(done_ns, intended_ns));
         self.uncorrected
-            .saturating_record((done_ns.saturating_sub(actual_ns) / 1000).max(1));
+            .saturating_record(latency_us(done_ns, actual_ns));
     }
 }
 
@@ -219,6 +254,7 @@ struct Ctx {
     filler: Vec<u8>,
     /// Per producer: its latencies, read by the progress line.
     produce_latencies: Vec<Mutex<Latencies>>,
+    intervals: Option<Arc<IntervalRecorder>>,
 }
 
 /// Runs `spec` and returns its figures. Topics are created first (an existing topic must have
@@ -278,6 +314,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<RunOutcome> {
         produce_latencies: (0..producers)
             .map(|_| Latencies::new().map(Mutex::new))
             .collect::<anyhow::Result<_>>()?,
+        intervals: spec.intervals.clone(),
     });
     let mut producer_threads = Vec::new();
     for (index, connection) in producer_conns.into_iter().enumerate() {
@@ -645,6 +682,7 @@ fn read_acks(
         let mut latencies = ctx.produce_latencies[index]
             .lock()
             .map_err(|_| anyhow::anyhow!("latency lock poisoned"))?;
+        let mut interval = ctx.intervals.as_deref().and_then(|i| i.produce.lock().ok());
         for (slot, intended) in &in_flight.parts {
             let (topic_index, partition) = ctx.slots[*slot];
             let topic = topic_name(&ctx.topics[topic_index]);
@@ -660,6 +698,9 @@ fn read_acks(
                     for &intended_ns in intended {
                         if ctx.window.measured(intended_ns) {
                             latencies.record(done_ns, intended_ns, in_flight.actual_ns);
+                            if let Some(histogram) = interval.as_mut() {
+                                histogram.saturating_record(latency_us(done_ns, intended_ns));
+                            }
                         }
                     }
                     shared.acked_end[*slot].fetch_max(
@@ -724,6 +765,7 @@ fn consume(
             }
             let response = connection.fetch(&ctx.topics[topic_index], &wanted, 100, 4 << 20)?;
             let done_ns = ctx.clock.now_ns();
+            let mut interval = ctx.intervals.as_deref().and_then(|i| i.e2e.lock().ok());
             for data in response.responses.iter().flat_map(|t| t.partitions.iter()) {
                 let Some(entry) = offsets
                     .iter_mut()
@@ -752,6 +794,9 @@ fn consume(
                 for (intended_ns, actual_ns) in consumed.stamps {
                     if ctx.window.measured(intended_ns) {
                         latencies.record(done_ns, intended_ns, actual_ns);
+                        if let Some(histogram) = interval.as_mut() {
+                            histogram.saturating_record(latency_us(done_ns, intended_ns));
+                        }
                         shared
                             .window_consumed_messages
                             .fetch_add(1, Ordering::Relaxed);

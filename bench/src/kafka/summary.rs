@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::broker::SystemSpec;
 use super::run::RunSummary;
 use super::workload::Workload;
-use crate::limits::{LimitsReport, MachineInfo};
-use crate::report::GitRef;
+use crate::limits::LimitsReport;
+use crate::report::RunIdentity;
 
 /// Marks a `summary.json` as a Kafka sweep's (the engine report has none).
 pub const KIND: &str = "kafka-sweep";
@@ -15,12 +15,8 @@ pub const KIND: &str = "kafka-sweep";
 /// Every figure of one sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepSummary {
-    pub kind: String,
-    pub keel_bench_version: String,
-    pub command: Vec<String>,
-    pub git: GitRef,
-    pub started_at_unix_s: u64,
-    pub machine: MachineInfo,
+    #[serde(flatten)]
+    pub identity: RunIdentity,
     /// 1, 5 and 15 minute load averages before and after the sweep.
     pub load_average_start: Option<[f64; 3]>,
     pub load_average_end: Option<[f64; 3]>,

@@ -22,7 +22,7 @@ use super::run::{run, RunOutcome, RunSpec, RunSummary};
 use super::summary::{SweepSummary, SystemResult, KIND};
 use super::workload::Workload;
 use crate::limits::{self, LimitsConfig, ProbeSet};
-use crate::report::{git_ref, load_average};
+use crate::report::{git_ref, load_average, RunIdentity};
 
 /// What a sweep runs.
 #[derive(Debug, Clone)]
@@ -96,12 +96,14 @@ pub fn run_sweep(config: &SweepConfig, command: Vec<String>) -> anyhow::Result<S
         });
     }
     let summary = SweepSummary {
-        kind: KIND.to_owned(),
-        keel_bench_version: env!("CARGO_PKG_VERSION").to_owned(),
-        command,
-        git,
-        started_at_unix_s,
-        machine: limits.machine.clone(),
+        identity: RunIdentity {
+            kind: KIND.to_owned(),
+            keel_bench_version: env!("CARGO_PKG_VERSION").to_owned(),
+            command,
+            git,
+            started_at_unix_s,
+            machine: limits.machine.clone(),
+        },
         load_average_start,
         load_average_end: load_average(),
         workload: config.workload.clone(),
@@ -175,6 +177,7 @@ fn run_managed(
         rate,
         broker_pid: broker.as_ref().and_then(RunningBroker::pid),
         progress: config.progress,
+        intervals: None,
     };
     tracing::info!(run = spec.label, rate, "starting run");
     let outcome = run(&spec);

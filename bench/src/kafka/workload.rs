@@ -230,7 +230,15 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
         let mut count = 0;
         for entry in std::fs::read_dir(dir)? {
-            Workload::load(&entry?.path())?;
+            let path = entry?.path();
+            // Soak settings files hold a workload and more; soak::config's test reads them.
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("soak-"))
+            {
+                continue;
+            }
+            Workload::load(&path)?;
             count += 1;
         }
         assert!(count >= 3);
