@@ -14,6 +14,10 @@
 //!   any broker at a bootstrap address, open loop, HDR latencies corrected for coordinated
 //!   omission, brokers started and stopped from their commands, the report against the
 //!   machine limits and a peer broker of the same run.
+//! - [`storage`]: `keel-bench storage` (issue 8): a matrix of storage settings (I/O backend,
+//!   fsync, segment and write size, preallocation, batch cache, group commit, producer batch
+//!   and linger), one axis at a time around a baseline, against the engine alone and the
+//!   broker, with the raw limit, the latency and the CPU per MiB of every cell.
 //! - [`histogram`]: HDR histogram creation, the percentile summary every report prints, and the
 //!   raw V2 files.
 //! - [`report`]: the `results/<date>_<gitsha>_<host>/` folder, `command.txt`, JSON, and the
@@ -29,4 +33,5 @@ pub mod kafka;
 pub mod limits;
 pub mod plot;
 pub mod report;
+pub mod storage;
 pub mod units;
