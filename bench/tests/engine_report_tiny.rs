@@ -3,24 +3,10 @@
 //! can rot between real runs. Figures are not checked against any bound (a shared CI machine
 //! gives no stable number), only that every figure, file and section is there.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::{keel_bench, path_arg};
 use keel_bench::engine::summary::EngineSummary;
-
-fn keel_bench(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO_BIN_EXE_keel-bench"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .status()?;
-    anyhow::ensure!(status.success(), "keel-bench {args:?} failed: {status}");
-    Ok(())
-}
-
-fn path_arg(p: &Path) -> anyhow::Result<&str> {
-    p.to_str()
-        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
-}
 
 #[test]
 fn tiny_engine_run_writes_and_regenerates_its_report() -> anyhow::Result<()> {

@@ -9,25 +9,13 @@
 //! `cargo test --workspace` builds it (the server's tests need it); alone, build it first with
 //! `cargo build --release -p keel-server`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{keel_bench, path_arg};
 use keel_bench::storage::matrix::Target;
 use keel_bench::storage::summary::StorageSummary;
-
-fn keel_bench(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO_BIN_EXE_keel-bench"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .status()?;
-    anyhow::ensure!(status.success(), "keel-bench {args:?} failed: {status}");
-    Ok(())
-}
-
-fn path_arg(p: &Path) -> anyhow::Result<&str> {
-    p.to_str()
-        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
-}
 
 /// The keel binary of the same profile as this test's keel-bench.
 fn keel_binary() -> anyhow::Result<PathBuf> {
@@ -84,34 +72,24 @@ fn tiny_storage_matrix_writes_and_regenerates_its_report() -> anyhow::Result<()>
             cell.cell.key
         );
     }
-    let report = out.path().join("report.md");
-    let first = std::fs::read_to_string(&report)?;
-    for section in [
-        "## How the matrix is built",
-        "## Raw limits (same run)",
-        "## Engine cells",
-        "## Broker cells",
-        "## CPU time per MiB written, per backend",
-    ] {
-        assert!(first.contains(section), "report.md lacks {section}");
-    }
-    std::fs::remove_file(&report)?;
-    std::fs::remove_file(out.path().join("engine_throughput.png"))?;
-    keel_bench(&["report", path_arg(out.path())?])?;
-    assert_eq!(std::fs::read_to_string(&report)?, first);
-    for png in [
+    common::report_regenerates(
+        out.path(),
+        &[
+            "## How the matrix is built",
+            "## Raw limits (same run)",
+            "## Engine cells",
+            "## Broker cells",
+            "## CPU time per MiB written, per backend",
+        ],
         "engine_throughput.png",
-        "engine_p99.png",
-        "engine_spectrum.png",
-        "broker_throughput.png",
-        "broker_spectrum.png",
-        "cpu_per_mib.png",
-    ] {
-        assert_eq!(
-            &std::fs::read(out.path().join(png))?[..4],
-            b"\x89PNG",
-            "{png}"
-        );
-    }
+        &[
+            "engine_throughput.png",
+            "engine_p99.png",
+            "engine_spectrum.png",
+            "broker_throughput.png",
+            "broker_spectrum.png",
+            "cpu_per_mib.png",
+        ],
+    )?;
     Ok(())
 }

@@ -4,11 +4,13 @@
 //! bound (a shared machine gives no stable number), only that every run measured something,
 //! no message was lost or refused, and every file and section is there.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{keel_bench, path_arg};
 use keel_bench::kafka::summary::SweepSummary;
 use keel_server::config::Config;
 use keel_server::shutdown::ShutdownFlag;
@@ -66,20 +68,6 @@ impl Drop for InProcessBroker {
             let _ = thread.join();
         }
     }
-}
-
-fn keel_bench(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(env!("CARGO_BIN_EXE_keel-bench"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .status()?;
-    anyhow::ensure!(status.success(), "keel-bench {args:?} failed: {status}");
-    Ok(())
-}
-
-fn path_arg(p: &Path) -> anyhow::Result<&str> {
-    p.to_str()
-        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path {}", p.display()))
 }
 
 #[test]
@@ -142,26 +130,20 @@ fn tiny_sweep_against_keel_writes_and_regenerates_its_report() -> anyhow::Result
         );
     }
     assert!(!summary.checks().is_empty());
-    let report = out.path().join("report.md");
-    let first = std::fs::read_to_string(&report)?;
-    for section in [
-        "## Targets for keel",
-        "## Maximum rate",
-        "## Fixed-rate runs",
-        "## Machine limits",
-    ] {
-        assert!(first.contains(section), "report.md lacks {section}");
-    }
-    std::fs::remove_file(&report)?;
-    std::fs::remove_file(out.path().join("latency_vs_throughput.png"))?;
-    keel_bench(&["report", path_arg(out.path())?])?;
-    assert_eq!(std::fs::read_to_string(&report)?, first);
-    for png in [
+    common::report_regenerates(
+        out.path(),
+        &[
+            "## Targets for keel",
+            "## Maximum rate",
+            "## Fixed-rate runs",
+            "## Machine limits",
+        ],
         "latency_vs_throughput.png",
-        "throughput_over_time.png",
-        "spectrum_keel.png",
-    ] {
-        assert_eq!(&std::fs::read(out.path().join(png))?[..4], b"\x89PNG");
-    }
+        &[
+            "latency_vs_throughput.png",
+            "throughput_over_time.png",
+            "spectrum_keel.png",
+        ],
+    )?;
     Ok(())
 }

@@ -97,6 +97,7 @@ pub fn run_engine_cell(
         executor_on_cpu_fraction: m.executor.map(|e| e.on_cpu_fraction),
         executor_runqueue_fraction: m.executor.map(|e| e.runqueue_fraction),
         produce_errors: None,
+        segments_deleted: Some(m.segments_deleted),
     };
     Ok((figures, Some(m.histogram_us)))
 }
@@ -196,6 +197,7 @@ pub fn run_broker_cell(
         executor_on_cpu_fraction: None,
         executor_runqueue_fraction: None,
         produce_errors: Some(s.produce_errors),
+        segments_deleted: None,
     };
     Ok((figures, histogram))
 }
@@ -215,5 +217,6 @@ pub fn failed_run(pass: usize, error: &anyhow::Error) -> CellRun {
         executor_on_cpu_fraction: None,
         executor_runqueue_fraction: None,
         produce_errors: None,
+        segments_deleted: None,
     }
 }

@@ -23,52 +23,34 @@ use super::markdown;
 use super::matrix::Target;
 use super::summary::{CellResult, StorageSummary, KIND};
 use super::StorageRun;
-use crate::engine::files::load_v2;
 use crate::plot::{plot_bars, plot_percentile_spectrum, Bar, SpectrumSeries};
-use crate::report::write_raw_run;
+use crate::report::{by_file, load_histograms, read_summary, summary_kind, write_run_folder};
 
 /// Writes the whole run folder into `dir` (which exists); returns the paths written.
 pub fn write_run(dir: &Path, run: &StorageRun) -> anyhow::Result<Vec<PathBuf>> {
-    let (mut written, histograms) = write_raw_run(
-        dir,
-        &run.summary.command,
-        &run.summary.machine,
-        &run.histograms,
-        &run.summary,
-    )?;
-    written.extend(render(dir, &run.summary, &histograms)?);
-    Ok(written)
+    let s = &run.summary;
+    write_run_folder(dir, &s.command, &s.machine, &run.histograms, s, |h| {
+        render(dir, s, h)
+    })
 }
 
 /// Whether `dir` holds a storage run (its summary says so).
 pub fn is_storage_dir(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some(KIND))
+    summary_kind(dir).as_deref() == Some(KIND)
 }
 
 /// `keel-bench report DIR` for a storage run: `report.md` and the plots from `summary.json`
 /// and the histograms it names.
 pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let path = dir.join("summary.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let summary: StorageSummary =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let summary: StorageSummary = read_summary(dir)?;
     let files: Vec<&str> = summary
         .cells
         .iter()
         .filter_map(|c| c.histogram_file.as_deref())
         .chain(summary.raw_fdatasync_histogram_file.as_deref())
         .collect();
-    let mut loaded = Vec::with_capacity(files.len());
-    for file in files {
-        loaded.push((file, load_v2(&dir.join(file))?));
-    }
-    let histograms: HashMap<&str, &Histogram<u64>> =
-        loaded.iter().map(|(file, h)| (*file, h)).collect();
-    render(dir, &summary, &histograms)
+    let loaded = load_histograms(dir, files)?;
+    render(dir, &summary, &by_file(&loaded))
 }
 
 fn render(
@@ -181,7 +163,11 @@ fn spectrum_series<'a>(
         .filter_map(|(role, c)| {
             let histogram = histograms.get(c.histogram_file.as_deref()?)?;
             Some(SpectrumSeries {
-                label: format!("{role}: {}", markdown::cell_label(&c.cell)),
+                label: if role == "baseline" {
+                    markdown::cell_label(&c.cell)
+                } else {
+                    format!("{role}: {}", markdown::cell_label(&c.cell))
+                },
                 histogram,
                 unit_us: 1.0,
             })

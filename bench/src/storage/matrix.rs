@@ -424,7 +424,8 @@ impl Settings {
 /// Whether a workload file's text is a storage workload (it has a `[baseline]` table), for
 /// tests that go over every shipped workload.
 pub fn is_storage_workload(text: &str) -> bool {
-    text.lines().any(|l| l.trim_start().starts_with("[baseline]"))
+    text.lines()
+        .any(|l| l.trim_start().starts_with("[baseline]"))
 }
 
 #[cfg(test)]

@@ -225,16 +225,7 @@ fn raw_pass(
                 file_bytes: w.probe_file_bytes.0,
                 fresh_blocks: fsync_each,
             };
-            let result = limits::disk_write_with(scratch, &params).with_context(|| {
-                format!("raw write probe, {block_bytes} bytes, QD{queue_depth}")
-            })?;
-            tracing::info!(
-                block_bytes,
-                queue_depth,
-                fsync_each,
-                mb_per_s = format!("{:.0}", result.mb_per_s),
-                "raw write"
-            );
+            let result = limits::disk_write_logged(scratch, &params)?;
             writes.push(result);
         }
     }

@@ -135,6 +135,10 @@ pub struct CellRun {
     pub executor_runqueue_fraction: Option<f64>,
     /// Broker cells: produce errors and the first of them.
     pub produce_errors: Option<u64>,
+    /// Engine cells: segments retention deleted during the cell (a deletion stalls the
+    /// executor: see the storage report's notes).
+    #[serde(default)]
+    pub segments_deleted: Option<usize>,
 }
 
 impl StorageSummary {
