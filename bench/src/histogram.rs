@@ -108,6 +108,14 @@ pub fn save_v2(histogram: &Histogram<u64>, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads one V2 histogram file, as [`save_v2`] writes it.
+pub fn load_v2(path: &Path) -> anyhow::Result<Histogram<u64>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .with_context(|| format!("decoding the histogram in {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

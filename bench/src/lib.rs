@@ -17,6 +17,10 @@
 //! - [`soak`]: `keel-bench soak` (issue 7), a long mixed load (produce, fetch, groups, admin)
 //!   against a keel it starts, with retention deleting segments, sampling the broker's RSS and
 //!   open files every second and latency every interval, and checking that all stay flat.
+//! - [`storage`]: `keel-bench storage` (issue 8): a matrix of storage settings (I/O backend,
+//!   fsync, segment and write size, preallocation, batch cache, group commit, producer batch
+//!   and linger), one axis at a time around a baseline, against the engine alone and the
+//!   broker, with the raw limit, the latency and the CPU per MiB of every cell.
 //! - [`histogram`]: HDR histogram creation, the percentile summary every report prints, and the
 //!   raw V2 files.
 //! - [`report`]: the `results/<date>_<gitsha>_<host>/` folder, `command.txt`, JSON, and the
@@ -33,4 +37,5 @@ pub mod limits;
 pub mod plot;
 pub mod report;
 pub mod soak;
+pub mod storage;
 pub mod units;

@@ -10,6 +10,7 @@ use keel_bench::kafka::{self, broker, workload::Workload};
 use keel_bench::limits::{self, LimitsConfig, ProbeSet};
 use keel_bench::report;
 use keel_bench::soak;
+use keel_bench::storage::{self, matrix::StorageWorkload, matrix::Target};
 use keel_bench::units::parse_bytes;
 
 #[derive(Debug, Parser)]
@@ -39,8 +40,11 @@ enum Command {
     /// A long mixed load (produce, tailing fetch, a consumer group, admin) against a keel it
     /// starts, with retention deleting segments: RSS, open files and latency over time (issue 7).
     Soak(SoakArgs),
-    /// Redraw report.md and the plots of a run folder (engine, sweep or soak) from its
-    /// summary.json and raw data.
+    /// A matrix of storage settings (issue 8), one axis at a time around a baseline, against
+    /// the engine alone and the keel broker, with the raw disk limit of the same run.
+    Storage(StorageArgs),
+    /// Redraw report.md and the plots of a run folder (engine, sweep, soak or storage) from
+    /// its summary.json and raw data.
     Report(ReportArgs),
 }
 
@@ -237,6 +241,35 @@ struct SoakArgs {
 }
 
 #[derive(Debug, Args)]
+struct StorageArgs {
+    /// Storage workload file (TOML, see bench/workloads/storage-*.toml).
+    #[arg(long)]
+    workload: PathBuf,
+    /// Scratch directory on the disk under test (engine cells, broker data, raw probes); a
+    /// fresh directory is made and removed in it.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The keel binary the broker cells start.
+    #[arg(long, default_value = "target/release/keel")]
+    keel: String,
+    /// CPU to pin the engine cells' executor to.
+    #[arg(long, default_value_t = 0)]
+    cpu: usize,
+    /// Leave the engine cells' executor unpinned.
+    #[arg(long, conflicts_with = "cpu")]
+    unpinned: bool,
+    /// Run only the engine or only the broker cells.
+    #[arg(long, value_parser = ["engine", "broker"])]
+    only: Option<String>,
+    /// Write a report folder results/<date>_<gitsha>_<host>/ under this directory.
+    #[arg(long, required_unless_present = "out")]
+    results: Option<PathBuf>,
+    /// Write the report into this directory instead (created if missing).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ReportArgs {
     /// An engine run folder (holding summary.json).
     dir: PathBuf,
@@ -257,9 +290,12 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run_one(&args),
         Command::Sweep(args) => run_sweep(&args),
         Command::Soak(args) => run_soak(&args),
+        Command::Storage(args) => run_storage(&args),
         Command::Report(args) => {
             let written = if soak::files::is_soak_dir(&args.dir) {
                 soak::files::regenerate(&args.dir)?
+            } else if storage::files::is_storage_dir(&args.dir) {
+                storage::files::regenerate(&args.dir)?
             } else if kafka::files::is_sweep_dir(&args.dir) {
                 kafka::files::regenerate(&args.dir)?
             } else {
@@ -335,6 +371,7 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
             segment_bytes_max: args.segment_size as u64,
             retention_bytes: args.retention as u64,
             cache_bytes: args.cache,
+            tuning: engine::append::Tuning::default(),
         },
         only: args.only.clone(),
     };
@@ -516,6 +553,27 @@ fn run_soak(args: &SoakArgs) -> anyhow::Result<()> {
         },
         run_dir.join("report.md").display()
     );
+    Ok(())
+}
+
+fn run_storage(args: &StorageArgs) -> anyhow::Result<()> {
+    let workload = StorageWorkload::load(&args.workload)?;
+    let config = storage::StorageBenchConfig {
+        workload,
+        workload_file: args.workload.display().to_string(),
+        dir: args.dir.clone(),
+        cpu: (!args.unpinned).then_some(args.cpu),
+        keel: Some(args.keel.clone()),
+        only: args.only.as_deref().map(|t| match t {
+            "broker" => Target::Broker,
+            _ => Target::Engine,
+        }),
+    };
+    let run_dir = run_dir(args.out.as_ref(), args.results.as_ref())?;
+    let argv: Vec<String> = std::env::args().collect();
+    let run = storage::run_storage_bench(&config, argv)?;
+    log_written(&storage::files::write_run(&run_dir, &run)?);
+    println!("report: {}", run_dir.join("report.md").display());
     Ok(())
 }
 

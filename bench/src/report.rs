@@ -241,13 +241,56 @@ pub fn write_raw_run<'a, M: Serialize, S: Serialize>(
     Ok((written, by_file))
 }
 
-/// Whether `dir/summary.json` names `kind` as its `kind` (a sweep's, a soak's): how
-/// `keel-bench report DIR` tells report folders apart.
+/// Writes a whole run folder: the raw data ([`write_raw_run`]), then what `render` draws from
+/// its histograms (the Markdown page and the plots). Returns every path written.
+pub fn write_run_folder<M: Serialize, S: Serialize>(
+    dir: &Path,
+    command: &[String],
+    machine: &M,
+    histograms: &[(String, hdrhistogram::Histogram<u64>)],
+    summary: &S,
+    render: impl FnOnce(&HistogramsByFile<'_>) -> anyhow::Result<Vec<PathBuf>>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let (mut written, by_file) = write_raw_run(dir, command, machine, histograms, summary)?;
+    written.extend(render(&by_file)?);
+    Ok(written)
+}
+
+/// The `kind` a run folder's `summary.json` states (`sweep`, `storage`; the engine report
+/// states none), so `keel-bench report DIR` knows which report to redraw.
+pub fn summary_kind(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join("summary.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.get("kind")?.as_str().map(str::to_owned)
+}
+
+/// Whether `dir/summary.json` names `kind` as its `kind` (a sweep's, a soak's, a storage
+/// matrix's): how `keel-bench report DIR` tells report folders apart.
 pub fn summary_kind_is(dir: &Path, kind: &str) -> bool {
-    fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|value| value.get("kind").and_then(|k| k.as_str()) == Some(kind))
+    summary_kind(dir).as_deref() == Some(kind)
+}
+
+/// Reads and parses a run folder's `summary.json`.
+pub fn read_summary<T: serde::de::DeserializeOwned>(dir: &Path) -> anyhow::Result<T> {
+    let path = dir.join("summary.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Loads the named histogram files of a run folder, by file name.
+pub fn load_histograms<'a>(
+    dir: &Path,
+    files: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<Vec<(String, hdrhistogram::Histogram<u64>)>> {
+    files
+        .into_iter()
+        .map(|file| Ok((file.to_owned(), crate::histogram::load_v2(&dir.join(file))?)))
+        .collect()
+}
+
+/// Loaded histograms as [`HistogramsByFile`], for rendering.
+pub fn by_file(loaded: &[(String, hdrhistogram::Histogram<u64>)]) -> HistogramsByFile<'_> {
+    loaded.iter().map(|(f, h)| (f.as_str(), h)).collect()
 }
 
 /// Writes `dir/command.txt`: the exact argv, shell-quoted, on one line.

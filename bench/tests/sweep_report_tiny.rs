@@ -130,26 +130,20 @@ fn tiny_sweep_against_keel_writes_and_regenerates_its_report() -> anyhow::Result
         );
     }
     assert!(!summary.checks().is_empty());
-    let report = out.path().join("report.md");
-    let first = std::fs::read_to_string(&report)?;
-    for section in [
-        "## Targets for keel",
-        "## Maximum rate",
-        "## Fixed-rate runs",
-        "## Machine limits",
-    ] {
-        assert!(first.contains(section), "report.md lacks {section}");
-    }
-    std::fs::remove_file(&report)?;
-    std::fs::remove_file(out.path().join("latency_vs_throughput.png"))?;
-    keel_bench(&["report", path_arg(out.path())?])?;
-    assert_eq!(std::fs::read_to_string(&report)?, first);
-    for png in [
+    common::report_regenerates(
+        out.path(),
+        &[
+            "## Targets for keel",
+            "## Maximum rate",
+            "## Fixed-rate runs",
+            "## Machine limits",
+        ],
         "latency_vs_throughput.png",
-        "throughput_over_time.png",
-        "spectrum_keel.png",
-    ] {
-        assert_eq!(&std::fs::read(out.path().join(png))?[..4], b"\x89PNG");
-    }
+        &[
+            "latency_vs_throughput.png",
+            "throughput_over_time.png",
+            "spectrum_keel.png",
+        ],
+    )?;
     Ok(())
 }

@@ -6,12 +6,18 @@
 //!     loop { t0 = now; if t0 >= end: stop
 //!            Partition::append(batch)      <- validate, queue, group commit, fdatasync
 //!            if t0 >= measure_from: record (now - t0), count the batch's bytes }
-//!   retention task: every RETENTION_TICK, Partition::apply_retention, as a shard's ticker does
+//!   housekeeping task: every RETENTION_TICK (or the fsync interval, if shorter),
+//!     Partition::apply_retention, and with fsync=interval Partition::sync_if_dirty, as a
+//!     shard's ticker does
+//!   finisher task per partition: finishes a rolled segment off the append path, as a shard does
 //! ```
+//! Every task goes through `keel_engine::rt`, so a scenario runs on the runtime of whichever
+//! backend it is given (glommio for `glommio`, the poll runtime for `uring` and `pwrite`).
 //! Throughput is the bytes of the appends that started inside the window, over the time from
 //! the window's start to the last of them acknowledged (as the raw probe drains its queue).
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,11 +28,12 @@ use hdrhistogram::Histogram;
 use keel_engine::batch_cache::BatchCache;
 use keel_engine::partition::{Partition, PartitionLimits};
 use keel_engine::storage::Storage;
-use keel_engine::{EngineConfig, FsyncPolicy, TimestampMs, TopicConfig, TopicPartition};
+use keel_engine::{rt, EngineConfig, FsyncPolicy, TimestampMs, TopicConfig, TopicPartition};
 
 use super::scenario::{make_batch, AppendScenario, Window};
 use super::thread_sched::{SchedSample, SchedShare};
 use crate::histogram::new_histogram;
+use crate::storage::cpu::CpuSample;
 
 /// How often the retention task runs (the shard's default is 5 s; the bench keeps the disk
 /// footprint small at 2 GB/s).
@@ -44,6 +51,28 @@ pub struct LogSettings {
     pub retention_bytes: u64,
     /// The shard's batch cache.
     pub cache_bytes: usize,
+    /// The write path's settings that the storage matrix varies.
+    pub tuning: Tuning,
+}
+
+/// The partition settings of the write path that `keel-bench storage` sweeps; the defaults
+/// are the engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    pub write_bytes_max: usize,
+    pub preallocate_bytes: u64,
+    pub group_commit: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        let defaults = EngineConfig::new(".");
+        Self {
+            write_bytes_max: defaults.write_bytes_max,
+            preallocate_bytes: defaults.preallocate_bytes,
+            group_commit: defaults.group_commit,
+        }
+    }
 }
 
 impl LogSettings {
@@ -71,6 +100,8 @@ pub struct AppendMeasurement {
     pub segments_deleted: usize,
     /// How the executor thread spent the window.
     pub executor: Option<SchedShare>,
+    /// CPU time of the process and of each of its threads over the window.
+    pub cpu: Option<(CpuSample, CpuSample)>,
 }
 
 impl AppendMeasurement {
@@ -98,6 +129,9 @@ pub async fn open_partitions<S: Storage>(
 ) -> anyhow::Result<Vec<Rc<Partition<S>>>> {
     let mut config = EngineConfig::new(dir);
     config.fsync = fsync;
+    config.write_bytes_max = log.tuning.write_bytes_max;
+    config.preallocate_bytes = log.tuning.preallocate_bytes;
+    config.group_commit = log.tuning.group_commit;
     let limits = PartitionLimits::from_config(&config);
     let cache = Rc::new(RefCell::new(BatchCache::new(log.cache_bytes)));
     let mut parts = Vec::with_capacity(count);
@@ -142,26 +176,31 @@ pub async fn run_append<S: Storage>(
     }));
     let stop = Rc::new(Cell::new(false));
     let deleted = Rc::new(Cell::new(0usize));
-    let retention = glommio::spawn_local(retention_loop(
+    let housekeeping = rt::spawn_local(housekeeping_loop(
         parts.clone(),
+        scenario.fsync,
         Rc::clone(&stop),
         Rc::clone(&deleted),
     ));
+    let finishers: Vec<_> = parts
+        .iter()
+        .map(|p| rt::spawn_local(finish_rolled_segments(Rc::clone(p), Rc::clone(&stop))))
+        .collect();
     let window = Window::starting_now(warmup, duration);
-    let sched_start = glommio::spawn_local(async move {
-        glommio::timer::sleep(
+    let sched_start = rt::spawn_local(async move {
+        rt::sleep(
             window
                 .measure_from
                 .saturating_duration_since(Instant::now()),
         )
         .await;
-        SchedSample::now()
+        (SchedSample::now(), CpuSample::now())
     });
     let mut tasks = Vec::with_capacity(scenario.appenders());
     for p in &parts {
         for _ in 0..scenario.appenders_per_partition {
             let task = appender(Rc::clone(p), batch.clone(), window, Rc::clone(&recorder));
-            tasks.push(glommio::spawn_local(task));
+            tasks.push(rt::spawn_local(task));
         }
     }
     let mut first_error = None;
@@ -170,13 +209,17 @@ pub async fn run_append<S: Storage>(
             first_error.get_or_insert(e);
         }
     }
-    let sched_end = SchedSample::now();
-    let executor = match (sched_start.await, sched_end) {
+    let (sched_end, cpu_end) = (SchedSample::now(), CpuSample::now());
+    let (sched_start, cpu_start) = sched_start.await;
+    let executor = match (sched_start, sched_end) {
         (Some(start), Some(end)) => start.share_until(&end),
         _ => None,
     };
     stop.set(true);
-    retention.await;
+    housekeeping.await;
+    for finisher in finishers {
+        finisher.await;
+    }
     for p in &parts {
         p.close()
             .await
@@ -187,6 +230,7 @@ pub async fn run_append<S: Storage>(
     }
     let mut m = finish(&recorder, window, deleted.get(), &scenario.name)?;
     m.executor = executor;
+    m.cpu = cpu_start.zip(cpu_end);
     Ok(m)
 }
 
@@ -215,6 +259,7 @@ fn finish(
         window,
         segments_deleted,
         executor: None,
+        cpu: None,
     })
 }
 
@@ -244,18 +289,65 @@ async fn appender<S: Storage>(
     }
 }
 
-async fn retention_loop<S: Storage>(
+/// Retention, and the fsync=interval sync, as a shard's ticker runs them.
+async fn housekeeping_loop<S: Storage>(
     parts: Vec<Rc<Partition<S>>>,
+    fsync: FsyncPolicy,
     stop: Rc<Cell<bool>>,
     deleted: Rc<Cell<usize>>,
 ) {
+    let tick = match fsync {
+        FsyncPolicy::IntervalMs(ms) => Duration::from_millis(ms.max(1)).min(RETENTION_TICK),
+        _ => RETENTION_TICK,
+    };
+    let mut since_retention = Duration::ZERO;
     while !stop.get() {
-        glommio::timer::sleep(RETENTION_TICK).await;
+        rt::sleep(tick).await;
+        since_retention += tick;
         for p in &parts {
+            if matches!(fsync, FsyncPolicy::IntervalMs(_)) {
+                if let Err(e) = p.sync_if_dirty().await {
+                    tracing::warn!(partition = %p.tp, error = %e, "interval fsync failed");
+                }
+            }
+            if since_retention < RETENTION_TICK {
+                continue;
+            }
             match p.apply_retention(TimestampMs::now().0).await {
                 Ok(n) => deleted.set(deleted.get() + n),
                 Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
             }
         }
+        if since_retention >= RETENTION_TICK {
+            since_retention = Duration::ZERO;
+        }
+    }
+}
+
+/// How often an idle finisher looks at `stop` (it wakes at once for a roll).
+const FINISHER_STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Finishes each rolled segment (exact length, sync, indexes) off the append path, as a
+/// shard's background task does, until `stop`.
+async fn finish_rolled_segments<S: Storage>(p: Rc<Partition<S>>, stop: Rc<Cell<bool>>) {
+    while !stop.get() {
+        let listener = p.listen_housekeeping();
+        if p.has_unfinished() {
+            // A failure is logged by the partition and makes it read-only; the appenders
+            // then fail and the scenario reports it.
+            let _ = p.finish_rolled().await;
+            continue;
+        }
+        // Whichever comes first: a roll, or the time to look at `stop` again.
+        let mut listener = std::pin::pin!(listener);
+        let mut sleep = std::pin::pin!(rt::sleep(FINISHER_STOP_POLL));
+        std::future::poll_fn(|cx| {
+            if listener.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
     }
 }

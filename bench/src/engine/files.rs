@@ -20,36 +20,26 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
 use super::summary::EngineSummary;
 use super::{markdown, EngineRun};
 use crate::plot::{plot_bars, plot_percentile_spectrum, Bar, SpectrumSeries};
-use crate::report::write_raw_run;
+use crate::report::{by_file, load_histograms, read_summary, write_run_folder};
 use crate::units::format_bytes_human;
 
 /// Writes the whole run folder into `dir` (which exists); returns the paths written.
 pub fn write_run(dir: &Path, run: &EngineRun) -> anyhow::Result<Vec<PathBuf>> {
-    let (mut written, histograms) = write_raw_run(
-        dir,
-        &run.summary.command,
-        &run.summary.machine,
-        &run.histograms,
-        &run.summary,
-    )?;
-    written.extend(render(dir, &run.summary, &histograms)?);
-    Ok(written)
+    let s = &run.summary;
+    write_run_folder(dir, &s.command, &s.machine, &run.histograms, s, |h| {
+        render(dir, s, h)
+    })
 }
 
 /// `keel-bench report DIR`: reads `summary.json` and the histograms it names, and writes
 /// `report.md` and the plots again.
 pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let path = dir.join("summary.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let summary: EngineSummary =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let summary: EngineSummary = read_summary(dir)?;
     let files: Vec<&str> = summary
         .appends
         .iter()
@@ -61,21 +51,8 @@ pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 .map(|f| f.histogram_file.as_str()),
         )
         .collect();
-    let mut loaded = Vec::with_capacity(files.len());
-    for file in files {
-        loaded.push((file, load_v2(&dir.join(file))?));
-    }
-    let histograms: HashMap<&str, &Histogram<u64>> =
-        loaded.iter().map(|(file, h)| (*file, h)).collect();
-    render(dir, &summary, &histograms)
-}
-
-/// Reads one V2 histogram file.
-pub fn load_v2(path: &Path) -> anyhow::Result<Histogram<u64>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .with_context(|| format!("decoding the histogram in {}", path.display()))
+    let loaded = load_histograms(dir, files)?;
+    render(dir, &summary, &by_file(&loaded))
 }
 
 /// Plots and `report.md` from the summary and the histograms by file name.

@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use keel_engine::rt::Runtime;
 use keel_engine::storage::DmaStorage;
 use keel_engine::{EngineConfig, FsyncPolicy};
 
@@ -347,7 +348,7 @@ where
     let dir = scratch.join(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let run_dir = dir.clone();
-    let result = on_executor(config.cpu, move || fut_gen(run_dir));
+    let result = on_executor(Runtime::Glommio, config.cpu, move || fut_gen(run_dir));
     let removed = std::fs::remove_dir_all(&dir);
     let value = result?;
     removed.with_context(|| format!("removing {}", dir.display()))?;

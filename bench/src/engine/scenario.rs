@@ -1,12 +1,12 @@
 //! What the engine benchmark runs: the append and read scenarios of issue 3, the batches they
-//! append, and the pinned glommio executor they run on.
+//! append, and the pinned executor they run on (either runtime of `keel_engine::rt`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
+use anyhow::Context;
 use bytes::Bytes;
-use keel_engine::{batch, EngineConfig, FsyncPolicy};
+use keel_engine::{batch, rt, EngineConfig, FsyncPolicy};
 
 /// Bytes of one record's value in a benchmark batch; a batch holds as many as fit.
 const RECORD_VALUE_BYTES: usize = 1000;
@@ -185,26 +185,30 @@ impl XorShift {
     }
 }
 
-/// Runs `fut_gen`'s future on a new glommio executor thread, pinned to `cpu` when given, with
-/// the engine's default io memory and ring depth, and waits for its result.
-pub fn on_executor<G, F, T>(cpu: Option<usize>, fut_gen: G) -> anyhow::Result<T>
+/// Runs `fut_gen`'s future on a new executor thread of `runtime` (glommio for the `glommio`
+/// backend, the poll runtime for `uring` and `pwrite`: see `IoBackend::runtime`), pinned to
+/// `cpu` when given, with the engine's default io memory and ring depth, and waits for its
+/// result.
+pub fn on_executor<G, F, T>(
+    runtime: rt::Runtime,
+    cpu: Option<usize>,
+    fut_gen: G,
+) -> anyhow::Result<T>
 where
     G: FnOnce() -> F + Send + 'static,
     F: Future<Output = anyhow::Result<T>> + 'static,
     T: Send + 'static,
 {
     let defaults = EngineConfig::new(".");
-    let placement = cpu.map_or(glommio::Placement::Unbound, glommio::Placement::Fixed);
-    // glommio's errors may hold a panic payload, which is not Sync: keep their message.
-    let handle = glommio::LocalExecutorBuilder::new(placement)
-        .name("keel-bench-engine")
-        .io_memory(defaults.io_memory_bytes)
-        .ring_depth(defaults.ring_depth)
-        .spawn(fut_gen)
-        .map_err(|e| anyhow!("starting the engine executor (cpu {cpu:?}): {e}"))?;
-    handle
-        .join()
-        .map_err(|e| anyhow!("the engine executor failed: {e}"))?
+    let spec = rt::ExecutorSpec {
+        name: "keel-bench-engine".to_owned(),
+        cpu,
+        io_memory_bytes: defaults.io_memory_bytes,
+        ring_depth: defaults.ring_depth,
+    };
+    let handle = rt::spawn_executor(runtime, &spec, fut_gen)
+        .with_context(|| format!("starting the engine executor ({runtime:?}, cpu {cpu:?})"))?;
+    handle.join().context("the engine executor failed")?
 }
 
 #[cfg(test)]

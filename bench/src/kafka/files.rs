@@ -26,21 +26,15 @@ use super::markdown::report_markdown;
 use super::run::RunSummary;
 use super::summary::{SweepSummary, KIND};
 use super::sweep::SweepRun;
-use crate::engine::files::load_v2;
 use crate::plot::{plot_percentile_spectrum, plot_xy, SpectrumSeries, XySeries};
-use crate::report::write_raw_run;
+use crate::report::{by_file, load_histograms, read_summary, write_run_folder};
 
 /// Writes the whole run folder into `dir`; returns the paths written.
 pub fn write_sweep(dir: &Path, run: &SweepRun) -> anyhow::Result<Vec<PathBuf>> {
-    let (mut written, histograms) = write_raw_run(
-        dir,
-        &run.summary.identity.command,
-        &run.summary.identity.machine,
-        &run.histograms,
-        &run.summary,
-    )?;
-    written.extend(render(dir, &run.summary, &histograms)?);
-    Ok(written)
+    let s = &run.summary;
+    write_run_folder(dir, &s.identity.command, &s.identity.machine, &run.histograms, s, |h| {
+        render(dir, s, h)
+    })
 }
 
 /// Whether `dir/summary.json` is a sweep's (rather than the engine report's).
@@ -51,25 +45,15 @@ pub fn is_sweep_dir(dir: &Path) -> bool {
 /// `keel-bench report DIR` for a sweep: reads `summary.json` and the histograms it names, and
 /// writes `report.md` and the plots again.
 pub fn regenerate(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let path = dir.join("summary.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let summary: SweepSummary =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let summary: SweepSummary = read_summary(dir)?;
     let mut files: Vec<String> = summary.fsync_histogram_file.iter().cloned().collect();
     for system in &summary.systems {
         for run in all_runs(system) {
             files.extend(run.histogram_files.iter().map(|(_, file)| file.clone()));
         }
     }
-    let mut loaded = Vec::with_capacity(files.len());
-    for file in files {
-        let histogram = load_v2(&dir.join(&file))?;
-        loaded.push((file, histogram));
-    }
-    let histograms: HashMap<&str, &Histogram<u64>> =
-        loaded.iter().map(|(f, h)| (f.as_str(), h)).collect();
-    render(dir, &summary, &histograms)
+    let loaded = load_histograms(dir, files.iter().map(String::as_str))?;
+    render(dir, &summary, &by_file(&loaded))
 }
 
 fn all_runs(system: &super::summary::SystemResult) -> impl Iterator<Item = &RunSummary> {

@@ -20,7 +20,7 @@ mod machine;
 mod probe_file;
 mod summary;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -147,6 +147,25 @@ pub fn run_limits(config: &LimitsConfig) -> anyhow::Result<LimitsRun> {
 }
 
 /// The sequential write matrix: every size at every queue depth, then write+fdatasync at QD1.
+/// One sequential write probe ([`disk_write_with`]), its figures logged, its error saying
+/// which probe failed.
+pub fn disk_write_logged(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<DiskWriteResult> {
+    let (block_bytes, queue_depth, fsync_each) =
+        (params.block_bytes, params.queue_depth, params.fsync_each);
+    let result = disk_write_with(dir, params).with_context(|| {
+        format!("disk write probe: {block_bytes} bytes, QD{queue_depth}, fsync_each={fsync_each}")
+    })?;
+    tracing::info!(
+        block_bytes,
+        queue_depth,
+        fsync_each,
+        mb_per_s = format!("{:.0}", result.mb_per_s),
+        iops = format!("{:.0}", result.iops),
+        "sequential write"
+    );
+    Ok(result)
+}
+
 fn run_disk_writes(config: &LimitsConfig) -> anyhow::Result<Vec<DiskWriteResult>> {
     let mut plan: Vec<(usize, usize, bool)> = Vec::new();
     for &block_bytes in &config.block_sizes_bytes {
@@ -172,19 +191,7 @@ fn run_disk_writes(config: &LimitsConfig) -> anyhow::Result<Vec<DiskWriteResult>
             file_bytes: config.file_bytes,
             fresh_blocks: false,
         };
-        let result = disk_write_with(&config.dir, &params).with_context(|| {
-            format!(
-                "disk write probe: {block_bytes} bytes, QD{queue_depth}, fsync_each={fsync_each}"
-            )
-        })?;
-        tracing::info!(
-            block_bytes,
-            queue_depth,
-            fsync_each,
-            mb_per_s = format!("{:.0}", result.mb_per_s),
-            iops = format!("{:.0}", result.iops),
-            "sequential write"
-        );
+        let result = disk_write_logged(&config.dir, &params)?;
         results.push(result);
     }
     Ok(results)

@@ -25,7 +25,7 @@ use super::load::LoadCtx;
 use super::markdown::report_markdown;
 use super::summary::{analyze, Analysis, Inputs, SoakSummary, KIND};
 use super::{SoakRun, INTERVALS_FILE, SAMPLES_FILE};
-use crate::engine::files::load_v2;
+use crate::histogram::load_v2;
 use crate::histogram::LatencySummary;
 use crate::plot::{plot_percentile_spectrum, plot_xy, SpectrumSeries, XySeries};
 use crate::report::{write_json, write_raw_run, HistogramsByFile};
