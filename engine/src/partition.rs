@@ -901,7 +901,7 @@ impl<S: Storage> Partition<S> {
                 }
                 Rc::clone(oldest)
             };
-            self.delete_segment(&victim).await?;
+            self.delete_segment(victim).await?;
             deleted += 1;
         }
         Ok(deleted)
@@ -925,13 +925,17 @@ impl<S: Storage> Partition<S> {
                     _ => break,
                 }
             };
-            self.delete_segment(&victim).await?;
+            self.delete_segment(victim).await?;
             deleted += 1;
         }
         Ok(deleted)
     }
 
-    async fn delete_segment(&self, seg: &Segment<S::File>) -> Result<()> {
+    /// Deletes a closed segment. Its files are closed first, while their names still exist,
+    /// so that closing is cheap; the unlink that then frees a large file's extents (100 to
+    /// 560 ms for a 256 MiB preallocated segment, measured by the storage report) and the
+    /// directory sync run off the shard's thread (`Storage::remove`, `Storage::sync_dir`).
+    async fn delete_segment(&self, seg: Rc<Segment<S::File>>) -> Result<()> {
         let next_base = {
             let mut segs = self.segments.borrow_mut();
             segs.remove(&seg.base.0);
@@ -942,7 +946,14 @@ impl<S: Storage> Partition<S> {
             st.log_start = Offset(next_base);
         }
         self.cache.borrow_mut().remove_below(self.uid, next_base);
-        for path in crate::segment::paths(&self.dir, seg.base) {
+        let base = seg.base;
+        // A reader still holding the segment keeps its files open until it is done.
+        if let Ok(seg) = Rc::try_unwrap(seg) {
+            if let Err(e) = seg.close().await {
+                tracing::warn!(partition = %self.tp, error = %e, "closing a deleted segment");
+            }
+        }
+        for path in crate::segment::paths(&self.dir, base) {
             self.storage
                 .remove(&path)
                 .await
@@ -952,7 +963,7 @@ impl<S: Storage> Partition<S> {
             .sync_dir(&self.dir)
             .await
             .map_err(|e| EngineError::io("fsync dir", &self.dir, e))?;
-        tracing::info!(partition = %self.tp, base = seg.base.0, log_start = next_base, "retention deleted segment");
+        tracing::info!(partition = %self.tp, base = base.0, log_start = next_base, "retention deleted segment");
         Ok(())
     }
 

@@ -32,9 +32,14 @@ use crate::report::{by_file, load_histograms, read_summary, write_run_folder};
 /// Writes the whole run folder into `dir`; returns the paths written.
 pub fn write_sweep(dir: &Path, run: &SweepRun) -> anyhow::Result<Vec<PathBuf>> {
     let s = &run.summary;
-    write_run_folder(dir, &s.identity.command, &s.identity.machine, &run.histograms, s, |h| {
-        render(dir, s, h)
-    })
+    write_run_folder(
+        dir,
+        &s.identity.command,
+        &s.identity.machine,
+        &run.histograms,
+        s,
+        |h| render(dir, s, h),
+    )
 }
 
 /// Whether `dir/summary.json` is a sweep's (rather than the engine report's).

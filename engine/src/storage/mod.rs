@@ -144,13 +144,18 @@ pub trait Storage: Clone + 'static {
 
     /// Opens a file for reading and writing, creating it (empty) when `create` is set.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
-    /// Deletes a file.
+    /// Deletes a file. On the `blocking` thread pool, whatever the runtime: unlinking a
+    /// large file frees its extents inside the call (hundreds of ms for a preallocated
+    /// segment), which must not stall the shard.
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        let path = path.to_path_buf();
+        blocking::unblock(move || std::fs::remove_file(path)).await
     }
-    /// Makes the directory's entries (created, renamed, removed files) durable.
+    /// Makes the directory's entries (created, renamed, removed files) durable. On the
+    /// `blocking` pool too: it waits for a journal commit.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        std::fs::File::open(dir)?.sync_all()
+        let dir = dir.to_path_buf();
+        blocking::unblock(move || std::fs::File::open(dir)?.sync_all()).await
     }
     /// Creates a directory and its parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
