@@ -93,15 +93,15 @@ run_clients() {
 # in the same binaries run again too; they are fast and backend-independent.)
 run_backends() {
   local b
+  local -a settings
   for b in uring uring-all pwrite; do
     echo "--- backend $b"
-    if [ "$b" = uring-all ]; then
-      KEEL_IO_BACKEND=uring KEEL_URING_SQPOLL=true KEEL_URING_FIXED_BUFFERS=true \
-        KEEL_URING_FIXED_FILES=true KEEL_URING_LINKED_SYNC=true \
-        cargo test --workspace --release --locked --tests
-    else
-      KEEL_IO_BACKEND=$b cargo test --workspace --release --locked --tests
-    fi
+    case "$b" in
+      uring-all) settings=(KEEL_IO_BACKEND=uring KEEL_URING_SQPOLL=true KEEL_URING_FIXED_BUFFERS=true
+                           KEEL_URING_FIXED_FILES=true KEEL_URING_LINKED_SYNC=true) ;;
+      *) settings=(KEEL_IO_BACKEND="$b") ;;
+    esac
+    env "${settings[@]}" cargo test --workspace --release --locked --tests
   done
 }
 

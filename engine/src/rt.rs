@@ -60,12 +60,6 @@ pub fn current() -> Runtime {
         .expect("keel_engine::rt used outside an executor thread (see rt::spawn_executor)")
 }
 
-/// The runtime of the calling thread, if an executor of [`spawn_executor`] runs it.
-#[must_use]
-pub fn try_current() -> Option<Runtime> {
-    CURRENT.with(Cell::get)
-}
-
 /// Whether io_uring can be set up in this process: a ring of four entries is made and dropped.
 /// Where a seccomp filter, a sysctl (`kernel.io_uring_disabled`) or an old kernel refuses it,
 /// the error says why.

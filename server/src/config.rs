@@ -71,6 +71,19 @@ pub enum IoBackendChoice {
     Pwrite,
 }
 
+impl IoBackendChoice {
+    /// The backend named, or `None` for `auto`.
+    #[must_use]
+    pub const fn named(self) -> Option<IoBackend> {
+        match self {
+            IoBackendChoice::Auto => None,
+            IoBackendChoice::Glommio => Some(IoBackend::Glommio),
+            IoBackendChoice::Uring => Some(IoBackend::Uring),
+            IoBackendChoice::Pwrite => Some(IoBackend::Pwrite),
+        }
+    }
+}
+
 fn topic_defaults() -> TopicConfig {
     TopicConfig::default()
 }
@@ -428,11 +441,8 @@ impl Config {
         e.producers_per_partition_max = self.producers_per_partition_max;
         e.pin_cores = self.pin_cores;
         e.group_commit = self.group_commit;
-        e.io_backend = match self.io_backend {
-            IoBackendChoice::Auto | IoBackendChoice::Glommio => IoBackend::Glommio,
-            IoBackendChoice::Uring => IoBackend::Uring,
-            IoBackendChoice::Pwrite => IoBackend::Pwrite,
-        };
+        // `auto` is settled at start by `resolve_io_backend`; until then, the default.
+        e.io_backend = self.io_backend.named().unwrap_or_default();
         e.backend_options = BackendOptions {
             pwrite_direct: self.pwrite_direct,
             uring: UringOptions {
@@ -456,19 +466,14 @@ impl Config {
     /// A backend that needs io_uring was named, and io_uring cannot be set up here.
     pub fn resolve_io_backend(&self) -> Result<IoBackend, ConfigError> {
         let probe = keel_engine::rt::probe_io_uring();
-        let named = match self.io_backend {
-            IoBackendChoice::Auto => {
-                return Ok(match probe {
-                    Ok(()) => IoBackend::Glommio,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "io_uring cannot be set up here: running on the pwrite backend (plain pwrite/fdatasync, epoll sockets); --io-backend pwrite silences this");
-                        IoBackend::Pwrite
-                    }
-                })
-            }
-            IoBackendChoice::Glommio => IoBackend::Glommio,
-            IoBackendChoice::Uring => IoBackend::Uring,
-            IoBackendChoice::Pwrite => IoBackend::Pwrite,
+        let Some(named) = self.io_backend.named() else {
+            return Ok(match probe {
+                Ok(()) => IoBackend::Glommio,
+                Err(e) => {
+                    tracing::warn!(error = %e, "io_uring cannot be set up here: running on the pwrite backend (plain pwrite/fdatasync, epoll sockets); --io-backend pwrite silences this");
+                    IoBackend::Pwrite
+                }
+            });
         };
         match probe {
             Err(e) if named.needs_io_uring() => Err(ConfigError::Invalid(format!(

@@ -60,16 +60,6 @@ impl AnyStorage {
             IoBackend::Pwrite => AnyStorage::Pwrite(PwriteStorage::new(options.pwrite_direct)),
         })
     }
-
-    /// Which backend this is.
-    #[must_use]
-    pub fn backend(&self) -> IoBackend {
-        match self {
-            AnyStorage::Glommio(_) => IoBackend::Glommio,
-            AnyStorage::Uring(_) => IoBackend::Uring,
-            AnyStorage::Pwrite(_) => IoBackend::Pwrite,
-        }
-    }
 }
 
 impl Storage for AnyStorage {

@@ -5,7 +5,7 @@ use std::{io, path::Path};
 
 use bytes::Bytes;
 
-use super::{align_down, align_up, BlockBuf, Storage, StorageFile, BLOCK_BYTES};
+use super::{AlignedRead, BlockBuf, Storage, StorageFile, BLOCK_BYTES};
 
 /// glommio DMA files: O_DIRECT reads and writes through io_uring.
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,18 +96,13 @@ impl StorageFile for DmaFile {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let start = align_down(pos);
-        let end = align_up(pos + len as u64);
-        let span = usize::try_from(end - start)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let read = AlignedRead::new(pos, len)?;
         let result = self
             .0
-            .read_at_aligned(start, span)
+            .read_at_aligned(read.start, read.span)
             .await
             .map_err(glommio_to_io)?;
-        let skip = (pos - start) as usize;
-        let have = result.len().saturating_sub(skip).min(len);
-        Ok(Bytes::copy_from_slice(&result[skip..skip + have]))
+        Ok(read.asked(&result, result.len()))
     }
 
     async fn sync(&self) -> io::Result<()> {

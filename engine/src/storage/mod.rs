@@ -133,6 +133,44 @@ pub const fn align_up(v: u64) -> u64 {
     (v + BLOCK_BYTES - 1) & !(BLOCK_BYTES - 1)
 }
 
+/// A read of `len` bytes at `pos` widened to whole blocks, as O_DIRECT reads must be, and
+/// how to cut the asked bytes back out of it (every backend's `read_at` on O_DIRECT files):
+/// ```text
+///   start            pos             pos + len        end      (start, end: block aligned)
+///   |<---- skip ---->|<----- len ----->|               |
+///   |<--------------------- span --------------------->|
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AlignedRead {
+    /// Where the aligned read starts.
+    pub start: u64,
+    /// How many bytes it reads.
+    pub span: usize,
+    skip: usize,
+    len: usize,
+}
+
+impl AlignedRead {
+    pub(crate) fn new(pos: u64, len: usize) -> io::Result<AlignedRead> {
+        let start = align_down(pos);
+        let span = usize::try_from(align_up(pos + len as u64) - start)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(AlignedRead {
+            start,
+            span,
+            skip: (pos - start) as usize,
+            len,
+        })
+    }
+
+    /// The asked bytes, out of an aligned read that put `read` bytes in `buf`: fewer at the
+    /// end of the file, none past it.
+    pub(crate) fn asked(&self, buf: &[u8], read: usize) -> Bytes {
+        let have = read.min(buf.len()).saturating_sub(self.skip).min(self.len);
+        Bytes::copy_from_slice(&buf[self.skip..self.skip + have])
+    }
+}
+
 const _: () = assert!(BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(align_up(1) == BLOCK_BYTES && align_down(BLOCK_BYTES + 1) == BLOCK_BYTES);
 

@@ -18,7 +18,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 
-use super::{align_down, align_up, AlignedBuf, Storage, StorageFile};
+use super::{AlignedBuf, AlignedRead, Storage, StorageFile};
 
 /// Positional system calls on a thread pool.
 #[derive(Clone, Copy, Debug)]
@@ -69,13 +69,10 @@ pub(super) fn pread_exact_or_eof(
         out.truncate(n);
         return Ok(out.freeze());
     }
-    let start = align_down(pos);
-    let end = align_up(pos + len as u64);
-    let mut buf = AlignedBuf::zeroed((end - start) as usize);
-    let n = fill(file, buf.as_mut_slice(), start)?;
-    let skip = (pos - start) as usize;
-    let have = n.saturating_sub(skip).min(len);
-    Ok(Bytes::copy_from_slice(&buf.as_slice()[skip..skip + have]))
+    let read = AlignedRead::new(pos, len)?;
+    let mut buf = AlignedBuf::zeroed(read.span);
+    let n = fill(file, buf.as_mut_slice(), read.start)?;
+    Ok(read.asked(buf.as_slice(), n))
 }
 
 /// Reads into `buf` at `pos` until it is full or the file ends; returns the bytes read.

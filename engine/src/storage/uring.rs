@@ -46,7 +46,7 @@ use std::{
 use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::{align_down, align_up, pwrite::open_std, AlignedBuf, BlockBuf, Storage, StorageFile};
+use super::{align_up, pwrite::open_std, AlignedBuf, AlignedRead, BlockBuf, Storage, StorageFile};
 use crate::rt;
 
 /// The `uring` backend's settings.
@@ -196,12 +196,6 @@ impl UringStorage {
         *ring.reaper.borrow_mut() = Some(reaper);
         Ok(UringStorage(ring))
     }
-
-    /// Whether the fixed buffer pool is registered (it may have been refused).
-    #[must_use]
-    pub fn fixed_buffers_registered(&self) -> bool {
-        self.0.pool_registered
-    }
 }
 
 /// Allocates and registers the fixed buffer pool; on refusal, logs and returns no pool.
@@ -301,24 +295,42 @@ impl Ring {
         }
     }
 
-    /// Pushes entries (already given their slots' user data) and submits them.
-    fn push(&self, entries: &[squeue::Entry]) -> io::Result<()> {
-        // SAFETY: single-threaded use of the ring; each entry's memory is owned by its slot
-        // until its completion is reaped.
-        unsafe {
-            let mut sq = self.ring.submission_shared();
-            for e in entries {
-                if sq.push(e).is_err() {
-                    drop(sq);
-                    self.ring.submit()?;
-                    sq = self.ring.submission_shared();
-                    sq.push(e)
-                        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+    /// Pushes entries (already given their slots' user data) and submits them. On an error,
+    /// also says how many entries reached the submission queue: those belong to the kernel
+    /// now (the next submission sends whatever a failed one did not), so their slots must
+    /// keep their memory until their completions come.
+    fn push(&self, entries: &[squeue::Entry]) -> Result<(), (usize, io::Error)> {
+        for (pushed, e) in entries.iter().enumerate() {
+            let mut tries = 0;
+            // SAFETY: single-threaded use of the ring; each entry's memory is owned by its
+            // slot until its completion is reaped.
+            while unsafe { self.ring.submission_shared().push(e) }.is_err() {
+                tries += 1;
+                if tries > 2 {
+                    return Err((pushed, io::Error::other("io_uring submission queue full")));
+                }
+                // Full: hand the queue to the kernel; an SQPOLL thread takes entries on its
+                // own time, so wait until it has made room.
+                self.submit().map_err(|err| (pushed, err))?;
+                if self.options.sqpoll {
+                    self.ring
+                        .submitter()
+                        .squeue_wait()
+                        .map_err(|err| (pushed, err))?;
                 }
             }
         }
-        self.ring.submit()?;
-        Ok(())
+        self.submit().map_err(|err| (entries.len(), err))
+    }
+
+    /// io_uring_enter for what is queued, again when a signal interrupted it.
+    fn submit(&self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other.map(drop),
+            }
+        }
     }
 
     /// Runs one operation; `keep` (the memory it uses) lives until it completes and is
@@ -350,16 +362,25 @@ impl Ring {
         });
         let mut entries = vec![entry.user_data(u64::from(idx))];
         entries.extend_from_slice(linked);
-        if let Err(e) = self.push(&entries) {
-            // Nothing of these was submitted (a failed io_uring_enter submits nothing).
-            let keep = self.slots.borrow_mut()[idx as usize]
-                .take()
-                .and_then(|s| s.keep);
-            self.release_slot(idx);
-            for l in linked {
-                let i = l.get_user_data() as u32;
-                self.slots.borrow_mut()[i as usize] = None;
-                self.release_slot(i);
+        if let Err((pushed, e)) = self.push(&entries) {
+            // Entries the queue took complete some day: their slots wait for that, abandoned
+            // (keeping the buffer); the slots of the others are free at once.
+            let mut keep = None;
+            for (n, entry) in entries.iter().enumerate() {
+                let i = entry.get_user_data() as u32;
+                let mut slots = self.slots.borrow_mut();
+                if n < pushed {
+                    if let Some(slot) = slots[i as usize].as_mut() {
+                        slot.completion = Completion::Abandoned;
+                    }
+                } else {
+                    let slot = slots[i as usize].take();
+                    drop(slots);
+                    if i == idx {
+                        keep = slot.and_then(|s| s.keep);
+                    }
+                    self.release_slot(i);
+                }
             }
             return (Err(e), keep);
         }
@@ -687,12 +708,9 @@ impl StorageFile for UringFile {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let start = align_down(pos);
-        let end = align_up(pos + len as u64);
-        let (buf, n) = self.read_aligned(start, (end - start) as usize).await?;
-        let skip = (pos - start) as usize;
-        let have = n.saturating_sub(skip).min(len);
-        Ok(Bytes::copy_from_slice(&buf.as_slice()[skip..skip + have]))
+        let read = AlignedRead::new(pos, len)?;
+        let (buf, n) = self.read_aligned(read.start, read.span).await?;
+        Ok(read.asked(buf.as_slice(), n))
     }
 
     async fn sync(&self) -> io::Result<()> {
