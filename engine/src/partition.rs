@@ -372,6 +372,17 @@ impl<S: Storage> Partition<S> {
     /// Validates, assigns offsets and appends the batches in `records` (one or more), waiting
     /// until they are as durable as the fsync policy asks.
     pub async fn append(&self, records: &Bytes) -> Result<AppendOutcome> {
+        self.append_notify(records, None).await
+    }
+
+    /// [`Partition::append`], telling `enqueued` once the batches have their offsets and
+    /// their place in the write queue (before they are durable). An append started after
+    /// that signal is ordered after this one; a failure before it drops the sender.
+    pub async fn append_notify(
+        &self,
+        records: &Bytes,
+        enqueued: Option<futures::channel::oneshot::Sender<()>>,
+    ) -> Result<AppendOutcome> {
         let parts = batch::split(records, self.limits.batch_bytes_max).map_err(|source| {
             EngineError::InvalidBatch {
                 tp: self.tp.clone(),
@@ -382,6 +393,9 @@ impl<S: Storage> Partition<S> {
         self.wait_for_queue_room(size).await?;
         let now = TimestampMs::now();
         let (base, last, duplicate) = self.enqueue(parts)?;
+        if let Some(enqueued) = enqueued {
+            let _ = enqueued.send(());
+        }
         let generation = self.st.borrow().generation;
         self.wait_durable(last.plus(1), generation).await?;
         let log_start_offset = self.st.borrow().log_start;

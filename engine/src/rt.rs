@@ -486,6 +486,45 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// Takes as much of `max` units as is free right now, if that is at least `min` and
+    /// nobody waits (waiters keep their turn); `None` otherwise.
+    #[must_use]
+    pub fn try_acquire_up_to(self: &Rc<Self>, max: u64, min: u64) -> Option<BudgetPermit> {
+        let mut inner = self.inner.borrow_mut();
+        let min = min.min(inner.total);
+        if !inner.queue.is_empty() || inner.available < min {
+            return None;
+        }
+        let units = max.max(min).min(inner.available);
+        inner.available -= units;
+        Some(BudgetPermit {
+            budget: Rc::clone(self),
+            units,
+        })
+    }
+}
+
+impl BudgetPermit {
+    /// The units this permit holds.
+    #[must_use]
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// Gives back the units past `units` (a permit never grows).
+    pub fn shrink_to(&mut self, units: u64) {
+        if units >= self.units {
+            return;
+        }
+        let mut inner = self.budget.inner.borrow_mut();
+        inner.available += self.units - units;
+        self.units = units;
+        debug_assert!(inner.available <= inner.total, "budget over-released");
+        inner.wake_front();
+    }
+}
+
 impl BudgetInner {
     fn wake_front(&mut self) {
         if let Some((_, units, waker)) = self.queue.front_mut() {
@@ -597,5 +636,39 @@ mod tests {
         let all = futures::executor::block_on(budget.acquire(100));
         assert_eq!(budget.available(), 0);
         drop(all);
+    }
+
+    #[test]
+    fn budget_takes_what_is_free_and_gives_back_what_a_permit_shrinks_by() {
+        let budget = Rc::new(Budget::new(10));
+        let mut a = budget.try_acquire_up_to(7, 2).expect("7 of 10 free");
+        assert_eq!((a.units(), budget.available()), (7, 3));
+        let b = budget
+            .try_acquire_up_to(7, 2)
+            .expect("3 free, at least 2 wanted");
+        assert_eq!((b.units(), budget.available()), (3, 0));
+        assert!(budget.try_acquire_up_to(7, 1).is_none(), "nothing free");
+        a.shrink_to(4);
+        assert_eq!((a.units(), budget.available()), (4, 3));
+        a.shrink_to(9);
+        assert_eq!(a.units(), 4, "a permit never grows");
+        assert!(
+            budget.try_acquire_up_to(7, 4).is_none(),
+            "3 free, 4 wanted at least"
+        );
+        // A waiter keeps its turn: nothing is taken past it, even what would fit.
+        let mut waiting = Box::pin(budget.acquire(5));
+        let waker = futures::task::noop_waker();
+        assert!(waiting
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert!(
+            budget.try_acquire_up_to(1, 1).is_none(),
+            "a waiter is first"
+        );
+        drop(waiting);
+        drop((a, b));
+        assert_eq!(budget.available(), 10);
     }
 }

@@ -57,7 +57,12 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 #[derive(Debug)]
 pub enum ShardMsg {
     /// Append batches.
-    Append(TopicPartition, Bytes, Reply<AppendOutcome>),
+    Append(
+        TopicPartition,
+        Bytes,
+        Option<oneshot::Sender<()>>,
+        Reply<AppendOutcome>,
+    ),
     /// Read from an offset.
     Read(TopicPartition, Offset, usize, Reply<ReadOutcome>),
     /// Wait until the high watermark passes an offset, or a deadline.
@@ -569,12 +574,32 @@ impl<S: Storage> Shard<S> {
 
     /// Appends the batches in `records` to a partition (on its owner shard).
     pub async fn append(&self, tp: &TopicPartition, records: Bytes) -> Result<AppendOutcome> {
+        self.append_notify(tp, records, None).await
+    }
+
+    /// [`Shard::append`], telling `enqueued` once the batches have their offsets and their
+    /// place in the owner's write queue, before they are durable: an append to the same
+    /// partition started after that signal is ordered after this one. The broker uses it to
+    /// work on the next request of a connection while this one waits for its fdatasync.
+    /// A failure before that point drops the sender.
+    pub async fn append_notify(
+        &self,
+        tp: &TopicPartition,
+        records: Bytes,
+        enqueued: Option<oneshot::Sender<()>>,
+    ) -> Result<AppendOutcome> {
         let owner = self.owner(tp)?.owner_shard as usize;
         if owner == self.id {
-            return self.local_partition(tp).await?.append(&records).await;
+            return self
+                .local_partition(tp)
+                .await?
+                .append_notify(&records, enqueued)
+                .await;
         }
-        self.ask(owner, |r| ShardMsg::Append(tp.clone(), records, r))
-            .await
+        self.ask(owner, |r| {
+            ShardMsg::Append(tp.clone(), records, enqueued, r)
+        })
+        .await
     }
 
     /// Reads whole batches from `offset`, up to `max_bytes` (bounded by `read_bytes_max`).
@@ -697,9 +722,9 @@ impl<S: Storage> Shard<S> {
 
     async fn handle(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Append(tp, records, reply) => {
+            ShardMsg::Append(tp, records, enqueued, reply) => {
                 let r = match self.local_partition(&tp).await {
-                    Ok(p) => p.append(&records).await,
+                    Ok(p) => p.append_notify(&records, enqueued).await,
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);

@@ -121,6 +121,8 @@ pub struct Ctx {
     pub shutdown: ShutdownSignal,
     /// This shard's budget of bytes in large request frames (`request_memory_bytes_max`).
     pub request_memory: Rc<keel_engine::rt::Budget>,
+    /// This shard's budget of bytes in Fetch answers (`response_memory_bytes_max`).
+    pub response_memory: Rc<keel_engine::rt::Budget>,
     /// The client's address, on a connection's copy of the context.
     pub peer: Option<SocketAddr>,
 }

@@ -183,11 +183,24 @@ pub struct Config {
     /// handled; past it, connections wait before reading more (queued.max.request.bytes).
     #[arg(long, default_value_t = 512 << 20)]
     pub request_memory_bytes_max: usize,
+    /// Bytes of Fetch answers each shard holds at once, from the read until the answer is
+    /// written: the record bytes, plus 68 KiB per partition that returned any for the read
+    /// buffer they may pin. Past it, a fetch answers with less data (at least one batch), or
+    /// waits for memory until its max_wait_ms and then answers with none; clients fetch again.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub response_memory_bytes_max: usize,
+    /// Requests of one connection worked on at once. Consecutive Produce requests (v3 and
+    /// later) overlap: the next starts once the previous one's batches are queued, so they
+    /// share fdatasyncs, and the answers still go out in request order. Any other request
+    /// waits until those before it are answered. 1 handles one request at a time, as Kafka.
+    #[arg(long, default_value_t = 8)]
+    pub connection_in_flight_max: usize,
     /// Open client connections at once, over all shards; past it new ones are closed.
     #[arg(long, default_value_t = 10_000)]
     pub connections_max: usize,
     /// A connection on which no whole request arrives for this long is closed
-    /// (connections.max.idle.ms); clients reconnect when they need to.
+    /// (connections.max.idle.ms), and so is one whose client takes longer than this to read
+    /// an answer (which frees the memory the answer holds); clients reconnect when they need to.
     #[arg(long, default_value_t = 600_000)]
     pub connection_idle_ms_max: u64,
     /// Longest a Fetch may wait for data, whatever its max_wait_ms asks.
@@ -326,11 +339,13 @@ impl Config {
         let positive = [
             ("shards", self.shards),
             ("connections_max", self.connections_max),
+            ("connection_in_flight_max", self.connection_in_flight_max),
             ("shard_queue_max", self.shard_queue_max),
             ("batch_bytes_max", self.batch_bytes_max),
             ("read_bytes_max", self.read_bytes_max),
             ("fetch_bytes_max", self.fetch_bytes_max),
             ("request_memory_bytes_max", self.request_memory_bytes_max),
+            ("response_memory_bytes_max", self.response_memory_bytes_max),
             ("write_bytes_max", self.write_bytes_max),
             ("ring_depth", self.ring_depth),
             ("uring_depth", self.uring_depth as usize),

@@ -43,6 +43,12 @@ pub enum ConnectionError {
         /// The limit.
         ms: u64,
     },
+    /// The client did not read an answer within `connection_idle_ms_max`.
+    #[error("the client did not read its answer within {ms} ms")]
+    WriteStalled {
+        /// The limit.
+        ms: u64,
+    },
     /// An API key this broker does not serve.
     #[error("unsupported API key {0}")]
     UnknownApi(i16),

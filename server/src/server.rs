@@ -7,10 +7,11 @@
 //! port that every other shard then binds too. A connection lives on the shard that accepted
 //! it; requests for partitions owned elsewhere travel through the engine's `Shard` handle.
 //!
-//! A connection runs one request at a time, in the order received, as Kafka's broker does: a
-//! client may pipeline requests (they wait, read ahead, in the socket buffer and ours), and the
-//! responses go out in request order. That order is also what keeps an idempotent producer's
-//! batches in sequence on each partition.
+//! A connection answers in the order it received. Kafka's broker runs one request of a
+//! connection at a time; keel does too, except that consecutive Produce requests overlap: the
+//! next starts once the previous one's batches are queued on their partitions (that order is
+//! what keeps an idempotent producer's batches in sequence), so they share fdatasyncs instead
+//! of each waiting out its own. See [`serve_requests`].
 
 use std::{
     cell::Cell,
@@ -20,7 +21,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::future::{select, Either};
+use futures::{
+    channel::oneshot,
+    future::{select, Either, LocalBoxFuture},
+    stream::{FuturesOrdered, StreamExt},
+};
 use keel_engine::{
     rt::{self, TcpListener, TcpStream},
     Shard,
@@ -29,7 +34,7 @@ use keel_engine::{
 use crate::{
     broker::{Broker, ConnectionSlot, Ctx},
     codec::{encode_response, parse_frame, Parsed},
-    connection::Connection,
+    connection::{Connection, Frame},
     error::ConnectionError,
     handlers,
     shutdown::{ShutdownSignal, POLL_MS},
@@ -55,11 +60,15 @@ pub async fn shard_main(shard: Shard, broker: Arc<Broker>) {
     let request_memory = Rc::new(rt::Budget::new(
         broker.config.request_memory_bytes_max as u64,
     ));
+    let response_memory = Rc::new(rt::Budget::new(
+        broker.config.response_memory_bytes_max as u64,
+    ));
     let ctx = Ctx {
         shard,
         broker,
         shutdown,
         request_memory,
+        response_memory,
         peer: None,
     };
     let live = Rc::new(Cell::new(0usize));
@@ -223,40 +232,166 @@ fn log_closed(peer: Option<SocketAddr>, e: &ConnectionError) {
     }
 }
 
+/// What the connection waits for next.
+enum Event {
+    Frame(Result<Option<Frame>, ConnectionError>),
+    Answered(Result<Option<handlers::Answer>, ConnectionError>),
+    Dispatched,
+    Shutdown,
+    Idle,
+}
+
+type InFlight<'a> =
+    FuturesOrdered<LocalBoxFuture<'a, Result<Option<handlers::Answer>, ConnectionError>>>;
+
+/// Serves a connection's requests, answering in the order they came.
+///
+/// A Produce (v3+) starts while the ones before it still wait to be durable, once their
+/// batches are queued (which keeps each partition's batches in request order), up to
+/// `connection_in_flight_max` at once; any other request waits until everything before it
+/// is answered and then runs alone. A frame (and the request memory it holds) lives until its
+/// answer is written.
 async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), ConnectionError> {
-    let idle_max = Duration::from_millis(ctx.broker.config.connection_idle_ms_max);
+    let config = &ctx.broker.config;
+    let idle_max = Duration::from_millis(config.connection_idle_ms_max);
+    let mut in_flight: InFlight<'_> = FuturesOrdered::new();
+    // The last pipelined request's "batches queued" signal, until it fires.
+    let mut dispatching: Option<oneshot::Receiver<()>> = None;
+    // A request that must run alone, read while others were in flight.
+    let mut held: Option<Frame> = None;
     loop {
-        let frame = {
-            let read = Box::pin(conn.read_frame());
-            let idle = Box::pin(rt::sleep(idle_max));
-            match select(read, select(ctx.shutdown.clone(), idle)).await {
-                Either::Left((frame, _)) => frame?,
-                Either::Right((Either::Left(((), _)), _)) => return Ok(()),
-                Either::Right((Either::Right(_), _)) => {
-                    return Err(ConnectionError::Idle {
-                        ms: ctx.broker.config.connection_idle_ms_max,
-                    })
+        if in_flight.is_empty() {
+            if let Some(frame) = held.take() {
+                if let Some(answer) = run_alone(ctx, &frame).await? {
+                    write_answer(ctx, conn, &answer, idle_max).await?;
                 }
+                drop(frame);
+                if ctx.shutdown.is_set() {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        let idle = in_flight.is_empty();
+        let may_read = held.is_none()
+            && dispatching.is_none()
+            && in_flight.len() < config.connection_in_flight_max;
+        let event = {
+            let read = async {
+                if may_read {
+                    Event::Frame(conn.read_frame().await)
+                } else {
+                    futures::future::pending().await
+                }
+            };
+            let answered = async {
+                match in_flight.next().await {
+                    Some(answer) => Event::Answered(answer),
+                    None => futures::future::pending().await,
+                }
+            };
+            let dispatched = async {
+                match dispatching.as_mut() {
+                    // Fired or dropped: either way the next request may start.
+                    Some(rx) => {
+                        let _ = rx.await;
+                        Event::Dispatched
+                    }
+                    None => futures::future::pending().await,
+                }
+            };
+            let stop = async {
+                if idle {
+                    match select(ctx.shutdown.clone(), Box::pin(rt::sleep(idle_max))).await {
+                        Either::Left(_) => Event::Shutdown,
+                        Either::Right(_) => Event::Idle,
+                    }
+                } else {
+                    futures::future::pending().await
+                }
+            };
+            let (read, answered, dispatched, stop) = (
+                Box::pin(read),
+                Box::pin(answered),
+                Box::pin(dispatched),
+                Box::pin(stop),
+            );
+            match select(select(read, answered), select(dispatched, stop)).await {
+                Either::Left((Either::Left((e, _)) | Either::Right((e, _)), _))
+                | Either::Right((Either::Left((e, _)) | Either::Right((e, _)), _)) => e,
             }
         };
-        // `frame` (and the request memory it holds) lives until its response is written.
-        let Some(frame) = frame else {
+        match event {
+            Event::Frame(frame) => {
+                let Some(frame) = frame? else {
+                    // The client closed: answer what is in flight first, as far as it reads.
+                    while let Some(answer) = in_flight.next().await {
+                        if let Some(answer) = answer? {
+                            write_answer(ctx, conn, &answer, idle_max).await?;
+                        }
+                    }
+                    return Ok(());
+                };
+                match parse_frame(frame.bytes.clone())? {
+                    Parsed::Request(req) if handlers::pipelines(&req) => {
+                        let (tx, rx) = oneshot::channel();
+                        dispatching = Some(rx);
+                        in_flight.push_back(Box::pin(async move {
+                            let answer = handlers::handle_pipelined(ctx, &req, tx).await;
+                            drop(frame);
+                            answer
+                        }));
+                    }
+                    _ => held = Some(frame),
+                }
+            }
+            Event::Answered(answer) => {
+                if let Some(answer) = answer? {
+                    write_answer(ctx, conn, &answer, idle_max).await?;
+                }
+            }
+            Event::Dispatched => dispatching = None,
+            Event::Shutdown => return Ok(()),
+            Event::Idle => {
+                return Err(ConnectionError::Idle {
+                    ms: config.connection_idle_ms_max,
+                })
+            }
+        }
+        if ctx.shutdown.is_set() && in_flight.is_empty() && held.is_none() {
             return Ok(());
-        };
-        let response = match parse_frame(frame.bytes.clone())? {
-            Parsed::Request(req) => handlers::handle(ctx, &req).await?,
-            Parsed::ApiVersionsFallback { correlation_id } => Some(vec![encode_response(
+        }
+    }
+}
+
+/// Runs a request that does not pipeline (or the ApiVersions fallback).
+async fn run_alone(ctx: &Ctx, frame: &Frame) -> Result<Option<handlers::Answer>, ConnectionError> {
+    match parse_frame(frame.bytes.clone())? {
+        Parsed::Request(req) => handlers::handle(ctx, &req).await,
+        Parsed::ApiVersionsFallback { correlation_id } => {
+            Ok(Some(handlers::Answer::from(encode_response(
                 kafka_protocol::messages::ApiKey::ApiVersions,
                 0,
                 correlation_id,
                 &handlers::api_versions::unsupported_version(),
-            )?]),
-        };
-        if let Some(chunks) = response {
-            conn.write_response(&chunks).await?;
+            )?)))
         }
-        if ctx.shutdown.is_set() {
-            return Ok(());
-        }
+    }
+}
+
+/// Writes an answer; a client that does not read it within the idle limit loses the
+/// connection, which frees the answer and the response memory it holds.
+async fn write_answer(
+    ctx: &Ctx,
+    conn: &mut Connection,
+    answer: &handlers::Answer,
+    idle_max: Duration,
+) -> Result<(), ConnectionError> {
+    let write = Box::pin(conn.write_response(&answer.chunks));
+    match select(write, Box::pin(rt::sleep(idle_max))).await {
+        Either::Left((written, _)) => written,
+        Either::Right(_) => Err(ConnectionError::WriteStalled {
+            ms: ctx.broker.config.connection_idle_ms_max,
+        }),
     }
 }

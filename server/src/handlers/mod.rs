@@ -13,6 +13,7 @@ use kafka_protocol::{
     messages::ApiKey,
     protocol::{Encodable, VersionRange},
 };
+use keel_engine::rt::BudgetPermit;
 
 use crate::{
     broker::Ctx,
@@ -86,24 +87,50 @@ pub fn supported(api: ApiKey) -> Option<VersionRange> {
     APIS.iter().find(|(k, _)| *k == api).map(|(_, r)| *r)
 }
 
-/// Runs one request; the encoded response frame as the chunks to write in order (one, except
-/// for Fetch, whose large batches go out uncopied), or `None` where Kafka sends none (a
-/// produce with acks=0).
+/// An encoded response frame, ready to write.
+#[derive(Debug)]
+pub struct Answer {
+    /// The chunks to write in order: one, except for Fetch, whose large batches go out
+    /// uncopied.
+    pub chunks: Vec<Bytes>,
+    /// The shard's response memory this answer holds until it is written (Fetch only).
+    pub memory: Option<BudgetPermit>,
+}
+
+impl From<Bytes> for Answer {
+    fn from(frame: Bytes) -> Self {
+        Answer {
+            chunks: vec![frame],
+            memory: None,
+        }
+    }
+}
+
+/// Runs one request; its answer, or `None` where Kafka sends none (a produce with acks=0).
 ///
 /// # Errors
 /// A body that does not decode, a response that does not encode, or a failed acks=0 produce:
 /// each closes the connection.
-pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Vec<Bytes>>, ConnectionError> {
+pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Answer>, ConnectionError> {
     let v = req.version();
     match req.api {
-        ApiKey::Produce if v < 3 => Ok(produce::handle_legacy(ctx, req).await?.map(|b| vec![b])),
-        ApiKey::Produce => produce::handle(ctx, v, req.decode_body()?)
+        ApiKey::Produce if v < 3 => Ok(produce::handle_legacy(ctx, req).await?.map(Answer::from)),
+        ApiKey::Produce => produce::handle(ctx, v, req.decode_body()?, None)
             .await?
-            .map(|r| encode(req, &r).map(|b| vec![b]))
+            .map(|r| encode(req, &r).map(Answer::from))
             .transpose(),
         ApiKey::Fetch => {
-            let (resp, batches) = fetch::handle(ctx, v, req.decode_body()?).await;
-            fetch_response::encode(v, req.header.correlation_id, &resp, &batches).map(Some)
+            let fetched = fetch::handle(ctx, v, req.decode_body()?).await;
+            let chunks = fetch_response::encode(
+                v,
+                req.header.correlation_id,
+                &fetched.response,
+                &fetched.batches,
+            )?;
+            Ok(Some(Answer {
+                chunks,
+                memory: fetched.memory,
+            }))
         }
         ApiKey::ListOffsets => answer(req, list_offsets::handle(ctx, v, req.decode_body()?)).await,
         ApiKey::Metadata => answer(req, metadata::handle(ctx, v, req.decode_body()?)).await,
@@ -163,11 +190,35 @@ pub async fn handle(ctx: &Ctx, req: &RawRequest) -> Result<Option<Vec<Bytes>>, C
     }
 }
 
+/// Whether the connection may start on the requests after `req` before `req` is answered:
+/// Produce v3 and later, once [`handle_pipelined`] says its batches are queued. Everything
+/// else runs alone, after the requests before it are answered.
+#[must_use]
+pub fn pipelines(req: &RawRequest) -> bool {
+    req.api == ApiKey::Produce && req.version() >= 3
+}
+
+/// Runs a request that [`pipelines`]; `enqueued` is told once what follows it may start.
+///
+/// # Errors
+/// As [`handle`].
+pub async fn handle_pipelined(
+    ctx: &Ctx,
+    req: &RawRequest,
+    enqueued: futures::channel::oneshot::Sender<()>,
+) -> Result<Option<Answer>, ConnectionError> {
+    debug_assert!(pipelines(req));
+    produce::handle(ctx, req.version(), req.decode_body()?, Some(enqueued))
+        .await?
+        .map(|r| encode(req, &r).map(Answer::from))
+        .transpose()
+}
+
 async fn answer<R: Encodable>(
     req: &RawRequest,
     response: impl Future<Output = R>,
-) -> Result<Option<Vec<Bytes>>, ConnectionError> {
-    encode(req, &response.await).map(|b| Some(vec![b]))
+) -> Result<Option<Answer>, ConnectionError> {
+    encode(req, &response.await).map(|b| Some(Answer::from(b)))
 }
 
 fn encode<R: Encodable>(req: &RawRequest, response: &R) -> Result<Bytes, ConnectionError> {

@@ -15,7 +15,10 @@
 //! practice, are then refused by the engine with UNSUPPORTED_FOR_MESSAGE_FORMAT).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::future::join_all;
+use futures::{
+    channel::oneshot,
+    future::{join, join_all},
+};
 use kafka_protocol::{
     error::ResponseError,
     messages::{
@@ -34,7 +37,9 @@ use crate::{
     error::{response_error, ConnectionError},
 };
 
-/// Answers Produce: `None` for acks=0.
+/// Answers Produce: `None` for acks=0. `enqueued`, when given, is told once every partition
+/// of the request has its batches in its write queue or has failed (so that the connection
+/// may start on its next request while this one waits to be durable).
 ///
 /// # Errors
 /// A failed partition with acks=0 (the connection is closed).
@@ -42,15 +47,34 @@ pub async fn handle(
     ctx: &Ctx,
     version: i16,
     req: ProduceRequest,
+    enqueued: Option<oneshot::Sender<()>>,
 ) -> Result<Option<ProduceResponse>, ConnectionError> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
-    let responses = join_all(
-        req.topic_data
-            .into_iter()
-            .map(|t| produce_topic(ctx, version, t, valid_acks)),
-    )
-    .await;
+    let mut signals = Vec::new();
+    let topics = req.topic_data.into_iter().map(|t| {
+        let senders = t
+            .partition_data
+            .iter()
+            .map(|_| {
+                enqueued.as_ref().map(|_| {
+                    let (tx, rx) = oneshot::channel();
+                    signals.push(rx);
+                    tx
+                })
+            })
+            .collect();
+        produce_topic(ctx, version, t, valid_acks, senders)
+    });
+    let topics: Vec<_> = topics.collect();
+    let all_enqueued = async move {
+        // A sender dropped (a partition that failed first) counts as done, too.
+        join_all(signals).await;
+        if let Some(enqueued) = enqueued {
+            let _ = enqueued.send(());
+        }
+    };
+    let (responses, ()) = join(join_all(topics), all_enqueued).await;
     if acks == 0 {
         let failed = responses
             .iter()
@@ -72,30 +96,36 @@ async fn produce_topic(
     version: i16,
     t: TopicProduceData,
     valid_acks: bool,
+    enqueued: Vec<Option<oneshot::Sender<()>>>,
 ) -> TopicProduceResponse {
     let topic = if valid_acks {
         ensure_topic(ctx, &t.name).await.map(|_| ())
     } else {
         Ok(())
     };
-    let partitions = join_all(t.partition_data.into_iter().map(|p| {
-        let topic = &topic;
-        let name = &t.name;
-        async move {
-            if !valid_acks {
-                return failed(version, p.index, ResponseError::InvalidRequiredAcks, None);
-            }
-            if let Err(e) = topic {
-                return engine_failed(version, p.index, e);
-            }
-            if name.as_str() == crate::group::OFFSETS_TOPIC {
-                // Only the group coordinator writes there (as Kafka refuses it too).
-                let why = Some("cannot append to an internal topic");
-                return failed(version, p.index, ResponseError::InvalidTopicException, why);
-            }
-            append(ctx, version, name, p).await
-        }
-    }))
+    let partitions = join_all(
+        t.partition_data
+            .into_iter()
+            .zip(enqueued)
+            .map(|(p, enqueued)| {
+                let topic = &topic;
+                let name = &t.name;
+                async move {
+                    if !valid_acks {
+                        return failed(version, p.index, ResponseError::InvalidRequiredAcks, None);
+                    }
+                    if let Err(e) = topic {
+                        return engine_failed(version, p.index, e);
+                    }
+                    if name.as_str() == crate::group::OFFSETS_TOPIC {
+                        // Only the group coordinator writes there (as Kafka refuses it too).
+                        let why = Some("cannot append to an internal topic");
+                        return failed(version, p.index, ResponseError::InvalidTopicException, why);
+                    }
+                    append(ctx, version, name, p, enqueued).await
+                }
+            }),
+    )
     .await;
     TopicProduceResponse::default()
         .with_name(t.name)
@@ -107,6 +137,7 @@ async fn append(
     version: i16,
     topic: &str,
     p: PartitionProduceData,
+    enqueued: Option<oneshot::Sender<()>>,
 ) -> PartitionProduceResponse {
     let Some(records) = p.records else {
         return failed(
@@ -117,7 +148,7 @@ async fn append(
         );
     };
     let tp = TopicPartition::new(topic, p.index);
-    match ctx.shard.append(&tp, records).await {
+    match ctx.shard.append_notify(&tp, records, enqueued).await {
         Ok(out) => {
             let mut r = PartitionProduceResponse::default()
                 .with_index(p.index)
@@ -179,7 +210,7 @@ pub async fn handle_legacy(ctx: &Ctx, req: &RawRequest) -> Result<Option<Bytes>,
             reason: e.to_string(),
         }
     })?;
-    let Some(resp) = handle(ctx, 3, decoded).await? else {
+    let Some(resp) = handle(ctx, 3, decoded, None).await? else {
         return Ok(None);
     };
     let mut out = BytesMut::new();
