@@ -29,11 +29,14 @@ pub const RESPONSE_BYTES_MAX: usize = 256 << 20;
 /// Kafka error code TOPIC_ALREADY_EXISTS.
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 
-/// The highest version of each API this client encodes correctly. Produce v13 and Fetch v13
-/// name topics by id only, so both stop at v12.
+/// The highest version of each API this client uses. Produce v13 names topics by id only,
+/// so it stops at v12. Fetch stops at v11, the last version without tagged fields (the one
+/// librdkafka 2.0.2 uses too), the same for every system measured: Tansu 0.6 puts the
+/// `node_endpoints` tagged field, which Kafka defines from v16 on, into its v12 answers, and
+/// kafka-protocol refuses those.
 const VERSION_CAPS: [(ApiKey, i16); 5] = [
     (ApiKey::Produce, 12),
-    (ApiKey::Fetch, 12),
+    (ApiKey::Fetch, 11),
     (ApiKey::ListOffsets, 7),
     (ApiKey::Metadata, 12),
     (ApiKey::CreateTopics, 7),
