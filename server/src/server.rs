@@ -257,12 +257,12 @@ async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), Connecti
     let mut in_flight: InFlight<'_> = FuturesOrdered::new();
     // The last pipelined request's "batches queued" signal, until it fires.
     let mut dispatching: Option<oneshot::Receiver<()>> = None;
-    // A request that must run alone, read while others were in flight.
-    let mut held: Option<Frame> = None;
+    // A request that must run alone, read (and parsed) while others were in flight.
+    let mut held: Option<(Frame, Parsed)> = None;
     loop {
         if in_flight.is_empty() {
-            if let Some(frame) = held.take() {
-                if let Some(answer) = run_alone(ctx, &frame).await? {
+            if let Some((frame, parsed)) = held.take() {
+                if let Some(answer) = run_alone(ctx, parsed).await? {
                     write_answer(ctx, conn, &answer, idle_max).await?;
                 }
                 drop(frame);
@@ -342,7 +342,7 @@ async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), Connecti
                             answer
                         }));
                     }
-                    _ => held = Some(frame),
+                    parsed => held = Some((frame, parsed)),
                 }
             }
             Event::Answered(answer) => {
@@ -365,8 +365,8 @@ async fn serve_requests(ctx: &Ctx, conn: &mut Connection) -> Result<(), Connecti
 }
 
 /// Runs a request that does not pipeline (or the ApiVersions fallback).
-async fn run_alone(ctx: &Ctx, frame: &Frame) -> Result<Option<handlers::Answer>, ConnectionError> {
-    match parse_frame(frame.bytes.clone())? {
+async fn run_alone(ctx: &Ctx, parsed: Parsed) -> Result<Option<handlers::Answer>, ConnectionError> {
+    match parsed {
         Parsed::Request(req) => handlers::handle(ctx, &req).await,
         Parsed::ApiVersionsFallback { correlation_id } => {
             Ok(Some(handlers::Answer::from(encode_response(

@@ -105,12 +105,7 @@ pub async fn handle(ctx: &Ctx, _version: i16, req: FetchRequest) -> Fetched {
             // No response memory came free before the deadline: the offsets alone, and the
             // client fetches again.
             let flat = wanted.iter().flatten().map(|w| offsets_only(ctx, w));
-            let mut out = join_all(flat).await.into_iter();
-            let shaped = wanted
-                .iter()
-                .map(|parts| out.by_ref().take(parts.len()).collect())
-                .collect();
-            break (shaped, None);
+            break (shaped_as(&wanted, join_all(flat).await), None);
         };
         let units = usize::try_from(memory.units()).unwrap_or(usize::MAX);
         let (reads, bytes, cost) = read_all(ctx, &wanted, request_max, units).await;
@@ -239,12 +234,16 @@ async fn read_all(
             out.push(read);
         }
     }
-    let mut out = out.into_iter();
-    let shaped = wanted
+    (shaped_as(wanted, out), kept, cost)
+}
+
+/// The reads of every partition, in request order, grouped by topic as the request is.
+fn shaped_as(wanted: &[Vec<Wanted>], flat: Vec<Result<ReadOutcome, EngineError>>) -> Reads {
+    let mut flat = flat.into_iter();
+    wanted
         .iter()
-        .map(|parts| out.by_ref().take(parts.len()).collect())
-        .collect();
-    (shaped, kept, cost)
+        .map(|parts| flat.by_ref().take(parts.len()).collect())
+        .collect()
 }
 
 /// Drops the batches past either budget, given (bytes kept, `request_max`) and (memory
