@@ -135,26 +135,40 @@ pub async fn recover_segment<F: StorageFile>(
         st.time_index.truncate_to_offset(rel.saturating_add(1));
         st.max_timestamp = st.time_index_max();
     }
-    let end = walk(
-        seg,
-        walk_from,
-        size,
-        (!trusted).then_some(start.0),
-        if walk_from == 0 { seg.base } else { start.1 },
-        |info, pos| {
-            walked += 1;
-            if let Some((p, pmax, bmax)) = producers.as_mut() {
-                p.record(info, *pmax, *bmax);
-            }
-            if pos >= start.0 {
-                let mut st = seg.st.borrow_mut();
-                seg.note_batch(&mut st, info, pos, index_interval_bytes);
-            }
-            next = Offset(info.last_offset() + 1);
-            max_ts = max_ts.max(info.max_timestamp);
-        },
-    )
-    .await?;
+    let check_from = (!trusted).then_some(start.0);
+    let mut note = |info: &BatchInfo, pos: u64| {
+        walked += 1;
+        if let Some((p, pmax, bmax)) = producers.as_mut() {
+            p.record(info, *pmax, *bmax);
+        }
+        if pos >= start.0 {
+            let mut st = seg.st.borrow_mut();
+            seg.note_batch(&mut st, info, pos, index_interval_bytes);
+        }
+        next = Offset(info.last_offset() + 1);
+        max_ts = max_ts.max(info.max_timestamp);
+    };
+    let first = if walk_from == 0 { seg.base } else { start.1 };
+    let mut end = walk(seg, walk_from, size, check_from, first, &mut note).await?;
+    if start.0 > 0 && end <= start.0 {
+        // The headers-only walk from 0 (for producer state) broke off before the checked
+        // entry: a batch there is damaged, though it was durable (the entry after it was
+        // written after its fdatasync). Cutting the log there would drop acknowledged
+        // batches, so the log is kept and the walk goes on from the checked entry; the damaged
+        // batch is reported when it is read (its CRC fails), never served. Producer state
+        // misses the batches between the two.
+        tracing::warn!(
+            segment = %seg.path.display(),
+            at = end,
+            resumed_at = start.0,
+            "damaged batch before the last index entry: kept and reported at read; producer state rebuilt from the index entry on"
+        );
+        end = walk(seg, start.0, size, check_from, start.1, &mut note).await?;
+    }
+    debug_assert!(
+        end > start.0 || start.0 == 0,
+        "the checked entry's batch is whole"
+    );
     let max_ts = {
         let st = seg.st.borrow();
         max_ts.max(st.max_timestamp).max(st.time_index_max())

@@ -159,3 +159,54 @@ fn flipped_time_index_entry_is_reported_not_followed() {
         .expect("found");
     assert_eq!((off, at_ts), (Offset(0), 1000));
 }
+
+/// A damaged header in the active segment, before its last index entry, after a crash: the
+/// start-up walk for producer state cannot pass it, but the batches after it were durable
+/// (the index entry was written after their fdatasync). The log keeps them all, the damaged
+/// batch is reported when read, and the partition takes appends at its true end.
+#[test]
+fn damaged_batch_before_the_last_index_entry_of_the_active_segment_is_kept_and_reported() {
+    damaged_before_last_entry(|positions| positions[1]);
+    // The batch right before the last entry on disk (the last of the first index page): the
+    // walk breaks exactly at the entry's batch.
+    damaged_before_last_entry(|positions| {
+        positions[keel_engine::index::OFFSET_ENTRIES_PER_PAGE - 2]
+    });
+}
+
+fn damaged_before_last_entry(which: fn(&[usize]) -> usize) {
+    // An entry per batch, and enough batches that a whole index page (512 entries) was
+    // written: index pages reach the disk whole, after the fdatasync that covers them.
+    const N: usize = 600;
+    let s = SimStorage::new();
+    let big = TopicConfig {
+        segment_bytes_max: 1 << 20,
+        index_interval_bytes: 1,
+        ..TopicConfig::default()
+    };
+    let p = open(&s, big.clone());
+    for id in 0..N {
+        block_on(p.append(&batch_of(id, 2, 1000 + 10 * id as i64))).expect("append");
+    }
+    drop(p); // no clean shutdown: the active segment is scanned at start
+    let log = file("log");
+    let positions = batch_positions(&s.contents(&log).expect("log"));
+    assert_eq!(positions.len(), N, "one segment");
+    // Batch 1's lastOffsetDelta (bytes 23..27; its high byte): the headers-only walk then
+    // expects the next batch at an offset far ahead, and stops there.
+    let at = which(&positions);
+    let damaged = positions.iter().position(|p| *p == at).expect("a batch") as i64;
+    flip(&s, &log, at + 23, |_| 1);
+    let p = open_with(&s, big, FsyncPolicy::Always, 0).expect("start");
+    assert_eq!(p.offsets().log_end, Offset(2 * N as i64), "nothing cut");
+    expect_corrupt(block_on(p.read(Offset(2 * damaged), 1)), &log, at as u64);
+    for id in (0..N as i64).filter(|id| *id != damaged) {
+        let out = block_on(p.read(Offset(2 * id), 1)).expect("the other batches are served");
+        let info = batch::validate(&out.batches[0], usize::MAX).expect("whole");
+        assert_eq!(info.base_offset, 2 * id);
+    }
+    let out = block_on(p.append(&batch_of(N, 2, 5000))).expect("append after start");
+    assert_eq!(out.base_offset, Offset(2 * N as i64));
+    let read = block_on(p.read(out.base_offset, 1 << 16)).expect("read back");
+    assert_eq!(read.batches.len(), 1);
+}

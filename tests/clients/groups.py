@@ -51,6 +51,12 @@ class Member:
         self.closed = False
         self.killed = False
         self.stderr_tail: list[str] = []
+        # The member ids it joined with, in order, where the client reports them (KafkaJS).
+        self.member_ids: list[str] = []
+        # Times the client gave up on its consumer and started a new one (KafkaJS does when
+        # its only broker is unreachable for a moment, as during a broker restart): that
+        # client leaves (if it can) and joins again as a new member.
+        self.client_restarts = 0
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_err, daemon=True).start()
 
@@ -64,6 +70,9 @@ class Member:
                 kind = ev.get("event")
                 if kind == "assigned":
                     self.assigned = ev["partitions"]
+                    mid = ev.get("member_id")
+                    if mid and mid not in self.member_ids:
+                        self.member_ids.append(mid)
                 elif kind == "committed":
                     self.committed.extend(tuple(r) for r in ev["records"])
                 elif kind == "commit_failed":
@@ -73,8 +82,11 @@ class Member:
 
     def _read_err(self) -> None:
         for line in self.proc.stderr:
+            text = line.decode(errors="replace")
             with self.lock:
-                self.stderr_tail = (self.stderr_tail + [line.decode(errors="replace")])[-30:]
+                if "Restarting the consumer" in text:
+                    self.client_restarts += 1
+                self.stderr_tail = (self.stderr_tail + [text])[-30:]
 
     def snapshot(self) -> tuple[list[int] | None, int]:
         with self.lock:
@@ -85,6 +97,7 @@ class Member:
         with self.lock:
             return (f"{self.client} pid {self.proc.pid}: assigned={self.assigned} "
                     f"committed={len(self.committed)} failures={self.commit_failures[:3]} "
+                    f"member_ids={self.member_ids} client_restarts={self.client_restarts} "
                     f"alive={self.proc.poll() is None} stderr={''.join(self.stderr_tail)[-1500:]}")
 
     def stop(self, timeout_s: float = 30) -> None:

@@ -595,7 +595,7 @@ impl Coordinator {
                     Ok(id) if g.pending.remove(&id).is_some() => 0,
                     Ok(id) => {
                         if g.remove_member(&id).is_some() {
-                            tracing::debug!(group = group_id, member = %id, "member left");
+                            tracing::info!(group = group_id, member = %id, "member left");
                             removed = true;
                             0
                         } else {

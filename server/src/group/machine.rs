@@ -284,6 +284,13 @@ impl Group {
         }
         let rebalance_max = self.rebalance_timeout();
         let was_empty = self.state == GroupState::Empty;
+        tracing::info!(
+            group = %self.id,
+            state = self.state.name(),
+            generation = self.generation,
+            members = self.members.len(),
+            "preparing to rebalance"
+        );
         self.set_state(GroupState::PreparingRebalance, now_ms);
         self.rebalance_deadline = Some(now + rebalance_max);
         self.initial_delay_until = was_empty.then(|| now + timing.initial_delay.min(rebalance_max));
@@ -335,9 +342,16 @@ impl Group {
             .map(|m| m.id.clone())
             .collect();
         for id in gone {
+            tracing::info!(group = %self.id, member = %id, "member removed: it did not rejoin before the rebalance deadline");
             self.remove_member(&id);
         }
         self.generation = self.generation.wrapping_add(1).max(1);
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            "rebalance joined"
+        );
         self.rebalance_deadline = None;
         self.initial_delay_until = None;
         if self.members.is_empty() {
@@ -490,6 +504,7 @@ impl Group {
 
     /// The leader's assignment is in: hand it to every member waiting in SyncGroup.
     pub fn complete_sync(&mut self, now_ms: i64) {
+        tracing::info!(group = %self.id, generation = self.generation, members = self.members.len(), "group stable");
         self.set_state(GroupState::Stable, now_ms);
         let (pt, pn) = (self.protocol_type.clone(), self.protocol_name.clone());
         for m in self.members.values_mut() {

@@ -221,7 +221,7 @@ async function groupConsume(a) {
   })
   consumer.on(consumer.events.GROUP_JOIN, e => {
     const parts = Object.values(e.payload.memberAssignment).flat().sort((x, y) => x - y)
-    emit({ event: 'assigned', partitions: parts })
+    emit({ event: 'assigned', partitions: parts, member_id: e.payload.memberId })
   })
   await consumer.connect()
   for (const topic of a.topics) await consumer.subscribe({ topic, fromBeginning: true })
