@@ -80,11 +80,19 @@ pub fn storage_info(dir: &Path) -> anyhow::Result<StorageInfo> {
         .with_context(|| format!("resolving {}", dir.display()))?;
     let magic = statfs_magic(&dir)?;
     let mounts = read_proc("/proc/mounts")?;
+    let mount = find_mount(&mounts, &dir);
+    // Reports are committed: a directory under the one the bench runs in is named relative
+    // to it, so that no path of the machine that ran it ends up in the report.
+    let shown = std::env::current_dir()
+        .and_then(|cwd| cwd.canonicalize())
+        .ok()
+        .and_then(|cwd| dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| dir.clone());
     Ok(StorageInfo {
         fs_magic: format!("{magic:#x}"),
         fs_magic_name: fs_magic_name(magic).map(str::to_owned),
-        mount: find_mount(&mounts, &dir),
-        dir,
+        mount,
+        dir: shown,
     })
 }
 
