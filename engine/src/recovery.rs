@@ -78,8 +78,17 @@ async fn walk<F: StorageFile>(
                 Err(_) => break,
             }
         } else {
+            // Headers only, but the two fields that give the next offset must agree (every
+            // batch keel stores has lastOffsetDelta = recordCount - 1): a damaged one would
+            // otherwise set the log's end, millions of offsets off, if it is the last batch.
             match batch::info(bytes) {
-                Ok(i) if i.base_offset >= 0 => i,
+                Ok(i)
+                    if i.base_offset >= 0
+                        && i.record_count > 0
+                        && i.last_offset_delta == i.record_count - 1 =>
+                {
+                    i
+                }
                 _ => break,
             }
         };

@@ -210,3 +210,21 @@ fn damaged_before_last_entry(which: fn(&[usize]) -> usize) {
     let read = block_on(p.read(out.base_offset, 1 << 16)).expect("read back");
     assert_eq!(read.batches.len(), 1);
 }
+
+/// A finished segment (rolled, or the active one after a clean shutdown) is trusted: only its
+/// headers are walked from the last index entry. A damaged lastOffsetDelta in its last batch
+/// must not become its end (millions of offsets past the data): start reports it with the file
+/// and position.
+#[test]
+fn damaged_last_batch_header_of_a_clean_segment_is_reported_at_start() {
+    let s = written();
+    let log = file("log");
+    let positions = batch_positions(&s.contents(&log).expect("log"));
+    let last = *positions.last().expect("batches");
+    flip(&s, &log, last + 23, |_| 1);
+    expect_corrupt(
+        open_with(&s, config(), FsyncPolicy::Always, 0).map(|p| p.offsets()),
+        &log,
+        last as u64,
+    );
+}
