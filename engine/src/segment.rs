@@ -453,6 +453,13 @@ impl<F: StorageFile> Segment<F> {
             let at = usize::try_from(pos - chunk_pos).unwrap_or(0);
             let (header, len) =
                 batch::peek(&chunk[at..]).map_err(|e| self.corrupt(pos, &e.to_string()))?;
+            if pos + len as u64 > end {
+                // A damaged length (the header's CRC is only checked once the batch is whole).
+                return Err(self.corrupt(
+                    pos,
+                    &format!("a batch of {len} bytes runs past the end of the log at byte {end}"),
+                ));
+            }
             let base = header.base_offset.get();
             let last = base + i64::from(header.last_offset_delta.get());
             if base != expected {

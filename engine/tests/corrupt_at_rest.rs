@@ -228,3 +228,17 @@ fn damaged_last_batch_header_of_a_clean_segment_is_reported_at_start() {
         last as u64,
     );
 }
+
+/// A damaged batch length in a closed segment (only the last index entry's batch is checked
+/// at start) sends a read past the end of the log: it is reported, not a panic of the shard.
+#[test]
+fn damaged_batch_length_is_reported_at_read_not_a_panic() {
+    let s = written();
+    let log = file("log");
+    let positions = batch_positions(&s.contents(&log).expect("log"));
+    flip(&s, &log, positions[4] + 9, |_| 0x7f); // batchLength's second byte: megabytes
+    let p = reopen(&s);
+    expect_corrupt(block_on(p.read(Offset(8), 1)), &log, positions[4] as u64);
+    let out = block_on(p.read(Offset(0), 1)).expect("batches before it are served");
+    assert_eq!(out.batches.len(), 1);
+}
