@@ -229,10 +229,14 @@ fn last_entry<F: StorageFile>(seg: &Segment<F>) -> (u64, Offset) {
 async fn checked_entry<F: StorageFile>(seg: &Segment<F>, size: u64) -> Result<(u64, Offset)> {
     loop {
         let (pos, offset) = last_entry(seg);
-        if pos == 0 {
-            return Ok((0, seg.base));
-        }
-        let ok = if pos + batch::HEADER_BYTES as u64 <= size {
+        // Position 0 holds the segment's first batch, at its base offset (and with no entries
+        // left, the walk starts there): an entry there naming another offset lies.
+        let ok = if pos == 0 {
+            if offset == seg.base {
+                return Ok((0, seg.base));
+            }
+            false
+        } else if pos + batch::HEADER_BYTES as u64 <= size {
             let head = read(seg, seg.log_file(), pos, batch::HEADER_BYTES, size).await?;
             match batch::peek(&head) {
                 Ok((h, len)) if h.base_offset.get() == offset.0 && pos + len as u64 <= size => {
