@@ -40,7 +40,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// position. With `check_from`, batches at or past that position have their CRC checked.
 /// The first batch must carry offset `first`, and each next one the offset after the last:
 /// a batch that does not is where the good log ends, like a torn one.
-/// Returns the position after the last good batch.
+/// Returns the position after the last good batch, and the offset due there.
 async fn walk<F: StorageFile>(
     seg: &Segment<F>,
     mut pos: u64,
@@ -48,7 +48,7 @@ async fn walk<F: StorageFile>(
     check_from: Option<u64>,
     first: Offset,
     mut f: impl FnMut(&BatchInfo, u64),
-) -> Result<u64> {
+) -> Result<(u64, Offset)> {
     let mut expected = first.0;
     let file = seg.log_file();
     let mut chunk = Bytes::new();
@@ -99,7 +99,7 @@ async fn walk<F: StorageFile>(
         f(&info, pos);
         pos += len as u64;
     }
-    Ok(pos)
+    Ok((pos, Offset(expected)))
 }
 
 async fn read<F: StorageFile>(
@@ -133,7 +133,6 @@ pub async fn recover_segment<F: StorageFile>(
     // there would otherwise send the walk to the wrong place.
     let start = checked_entry(seg, size).await?;
     let walk_from = if producers.is_some() { 0 } else { start.0 };
-    let mut next = seg.base;
     let mut max_ts = -1i64;
     let mut walked = 0u64;
     {
@@ -154,26 +153,27 @@ pub async fn recover_segment<F: StorageFile>(
             let mut st = seg.st.borrow_mut();
             seg.note_batch(&mut st, info, pos, index_interval_bytes);
         }
-        next = Offset(info.last_offset() + 1);
         max_ts = max_ts.max(info.max_timestamp);
     };
-    let first = if walk_from == 0 { seg.base } else { start.1 };
-    let mut end = walk(seg, walk_from, size, check_from, first, &mut note).await?;
-    if start.0 > 0 && end <= start.0 {
-        // The headers-only walk from 0 (for producer state) broke off before the checked
-        // entry: a batch there is damaged, though it was durable (the entry after it was
-        // written after its fdatasync). Cutting the log there would drop acknowledged
-        // batches, so the log is kept and the walk goes on from the checked entry; the damaged
-        // batch is reported when it is read (its CRC fails), never served. Producer state
-        // misses the batches between the two.
-        tracing::warn!(
-            segment = %seg.path.display(),
-            at = end,
-            resumed_at = start.0,
-            "damaged batch before the last index entry: kept and reported at read; producer state rebuilt from the index entry on"
-        );
-        end = walk(seg, start.0, size, check_from, start.1, &mut note).await?;
+    if walk_from < start.0 {
+        // For producer state: batch headers from 0 up to the checked entry. They are durable
+        // (the entry was written after the fdatasync that covers them), so this walk must land
+        // exactly on the entry with the entry's offset. If it does not, a header before it is
+        // damaged: cutting the log there would drop acknowledged batches, so the log is kept,
+        // the damaged batch is reported when a read reaches it (its CRC fails), never served,
+        // and producer state misses the batches past the damage.
+        let (reached, due) = walk(seg, walk_from, start.0, None, seg.base, &mut note).await?;
+        if reached != start.0 || due != start.1 {
+            tracing::warn!(
+                segment = %seg.path.display(),
+                at = reached,
+                resumed_at = start.0,
+                "damaged batch before the last index entry: kept and reported at read; producer state rebuilt from the index entry on"
+            );
+        }
     }
+    // From the checked entry (or 0) to the end: every CRC checked unless trusted.
+    let (end, next) = walk(seg, start.0, size, check_from, start.1, &mut note).await?;
     debug_assert!(
         end > start.0 || start.0 == 0,
         "the checked entry's batch is whole"
