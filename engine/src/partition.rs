@@ -958,6 +958,10 @@ impl<S: Storage> Partition<S> {
         {
             let mut st = self.st.borrow_mut();
             st.log_start = Offset(next_base);
+            // Offsets below the log start no longer exist, so none waits for a sync: with
+            // fsync=never (or a slow interval) `synced` would otherwise trail the log start.
+            st.synced = st.synced.max(st.log_start);
+            st.sync_target = st.sync_target.max(st.log_start);
         }
         self.cache.borrow_mut().remove_below(self.uid, next_base);
         let base = seg.base;

@@ -87,6 +87,13 @@ pub fn storage_info(dir: &Path) -> anyhow::Result<StorageInfo> {
         .and_then(|cwd| cwd.canonicalize())
         .ok()
         .and_then(|cwd| dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or_else(|| dir.clone());
     Ok(StorageInfo {
         fs_magic: format!("{magic:#x}"),
@@ -297,7 +304,14 @@ mod tests {
         let info = machine_info(Path::new("."))?;
         assert!(info.cpu_available_count >= 1);
         assert!(!info.kernel_release.is_empty());
-        assert!(info.storage.dir.is_absolute());
+        // Under the working directory: named relative to it, so reports hold no machine path.
+        assert_eq!(info.storage.dir, Path::new("."));
+        assert!(info.storage.mount.is_some());
+        // Elsewhere: the absolute path.
+        let tmp = std::env::temp_dir().canonicalize()?;
+        if !tmp.starts_with(std::env::current_dir()?.canonicalize()?) {
+            assert_eq!(storage_info(&tmp)?.dir, tmp);
+        }
         Ok(())
     }
 }
