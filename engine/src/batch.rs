@@ -154,7 +154,7 @@ pub fn validate(buf: &[u8], batch_bytes_max: usize) -> Result<BatchInfo, BatchEr
     }
     let record_count = header.record_count.get();
     let last_offset_delta = header.last_offset_delta.get();
-    if record_count <= 0 || last_offset_delta != record_count - 1 {
+    if !count_matches_offsets(record_count, last_offset_delta) {
         return Err(BatchError::CountMismatch {
             count: record_count,
             last_offset_delta,
@@ -175,6 +175,13 @@ fn info_of(header: &BatchHeader, total: usize) -> BatchInfo {
         base_sequence: header.base_sequence.get(),
         attributes: header.attributes.get(),
     }
+}
+
+/// Whether a batch's record count and lastOffsetDelta agree: at least one record, and one
+/// offset per record (keel refuses compacted-style gaps at append, so every stored batch has it).
+#[must_use]
+pub fn count_matches_offsets(record_count: i32, last_offset_delta: i32) -> bool {
+    record_count > 0 && last_offset_delta == record_count - 1
 }
 
 /// The header facts of a batch already known to be whole (read back from our own log).

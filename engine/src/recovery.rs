@@ -84,8 +84,7 @@ async fn walk<F: StorageFile>(
             match batch::info(bytes) {
                 Ok(i)
                     if i.base_offset >= 0
-                        && i.record_count > 0
-                        && i.last_offset_delta == i.record_count - 1 =>
+                        && batch::count_matches_offsets(i.record_count, i.last_offset_delta) =>
                 {
                     i
                 }

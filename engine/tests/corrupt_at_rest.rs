@@ -192,8 +192,8 @@ fn damaged_before_last_entry(which: fn(&[usize]) -> usize) {
     let log = file("log");
     let positions = batch_positions(&s.contents(&log).expect("log"));
     assert_eq!(positions.len(), N, "one segment");
-    // Batch 1's lastOffsetDelta (bytes 23..27; its high byte): the headers-only walk then
-    // expects the next batch at an offset far ahead, and stops there.
+    // The chosen batch's lastOffsetDelta (bytes 23..27; its high byte): the headers-only walk
+    // then expects the next batch at an offset far ahead, and stops there.
     let at = which(&positions);
     let damaged = positions.iter().position(|p| *p == at).expect("a batch") as i64;
     flip(&s, &log, at + 23, |_| 1);

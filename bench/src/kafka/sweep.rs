@@ -142,14 +142,8 @@ fn measure_limits(
         probes: ProbeSet::ALL,
     };
     tracing::info!(dir = %config.limits_dir.display(), "measuring the machine's limits");
-    let mut limits_run = limits::run_limits(&limits_config)?;
-    // Reports are committed: the probe directory is stated relative to where the bench ran.
-    if let Ok(cwd) = std::env::current_dir() {
-        let storage = &mut limits_run.report.machine.storage;
-        if let Ok(relative) = storage.dir.strip_prefix(&cwd) {
-            storage.dir = relative.to_path_buf();
-        }
-    }
+    // The probe directory is named relative to where the bench ran (limits::storage_info).
+    let limits_run = limits::run_limits(&limits_config)?;
     let file = limits_run.fsync_histogram_us.map(|histogram| {
         let name = "limits_fdatasync_4k.hdr".to_owned();
         histograms.push((name.clone(), histogram));

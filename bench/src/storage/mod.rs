@@ -93,13 +93,8 @@ pub fn run_storage_bench(
         std::process::id()
     ));
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let mut machine = limits::machine_info(&scratch)?;
-    // Reports are committed: the probe directory is stated relative to where the bench ran.
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Ok(relative) = machine.storage.dir.strip_prefix(&cwd) {
-            machine.storage.dir = relative.to_path_buf();
-        }
-    }
+    // Named relative to where the bench ran (limits::storage_info), as reports are committed.
+    let machine = limits::machine_info(&scratch)?;
     let result = run_passes(config, &cells, &scratch);
     let removed = std::fs::remove_dir_all(&scratch);
     let (raw_passes, fsync_histogram, runs) = result?;
