@@ -196,6 +196,13 @@ struct EngineArgs {
     /// Batch cache of the append scenarios' shard.
     #[arg(long, value_parser = parse_bytes, default_value = "256m")]
     cache: usize,
+    /// I/O backend the engine runs on: glommio (glommio's executor and DMA files), uring (the
+    /// poll runtime and a ring per shard) or pwrite.
+    #[arg(long, default_value_t = keel_engine::storage::IoBackend::default())]
+    io_backend: keel_engine::storage::IoBackend,
+    /// uring backend: register write buffers and file descriptors with the ring.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    uring_fixed: bool,
     /// Run only these parts, for investigations: scenario names (append_1m_always_x1, ...,
     /// read_cache, read_disk), `raw` (the raw probes of the phases that run), `breakdown`.
     #[arg(long, value_delimiter = ',')]
@@ -284,6 +291,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The broker's setting (see keel_engine::heap), so that the engine is measured as it runs.
+    if !keel_engine::heap::keep_large_buffers() {
+        tracing::info!("the C library did not take keel_engine::heap's settings");
+    }
     match cli.command {
         Command::Limits(args) => run_limits(&args),
         Command::Engine(args) => run_engine(&args),
@@ -372,6 +383,13 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
             retention_bytes: args.retention as u64,
             cache_bytes: args.cache,
             tuning: engine::append::Tuning::default(),
+        },
+        backend: args.io_backend,
+        backend_options: {
+            let mut o = keel_engine::storage::BackendOptions::default();
+            o.uring.fixed_buffers = args.uring_fixed;
+            o.uring.fixed_files = args.uring_fixed;
+            o
         },
         only: args.only.clone(),
     };

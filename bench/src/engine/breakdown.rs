@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use keel_engine::batch;
-use keel_engine::storage::{align_up, BlockBuf, DmaStorage, Storage, StorageFile};
+use keel_engine::storage::{align_up, AnyStorage, BlockBuf, Storage, StorageFile};
+use keel_engine::{batch, rt};
 
 use super::append::{run_append, AppendMeasurement, LogSettings};
 use super::scenario::{make_batch, AppendScenario, Window};
@@ -31,11 +31,11 @@ use crate::histogram::{new_histogram, LatencySummary};
 
 /// Times each CPU piece for `batch_bytes` batches for about `budget` each.
 pub async fn cpu_pieces(
+    storage: &AnyStorage,
     dir: &Path,
     batch_bytes: usize,
     budget: Duration,
 ) -> anyhow::Result<CpuPieces> {
-    let storage = DmaStorage;
     storage.prepare(dir).await.context("preparing")?;
     let path = dir.join(format!("cpu-pieces-{batch_bytes}.dat"));
     let file = storage
@@ -140,13 +140,14 @@ fn mean_us(budget: Duration, mut op: impl FnMut()) -> f64 {
 
 /// Runs `scenario` on timed storage in `dir` and says where its time went.
 pub async fn io_breakdown(
+    storage: AnyStorage,
     dir: &Path,
     scenario: &AppendScenario,
     warmup: Duration,
     duration: Duration,
     log: &LogSettings,
 ) -> anyhow::Result<IoBreakdown> {
-    let storage = Timed::new(DmaStorage);
+    let storage = Timed::new(storage);
     let events = storage.events();
     let m = run_append(storage, dir, scenario, warmup, duration, log).await?;
     let events = events.borrow();
@@ -267,18 +268,24 @@ fn op_stats<'a>(
 /// through [`DmaStorage`] as a segment does (a fresh zeroed DMA buffer per write, the file
 /// grown by fallocate 32 MiB ahead), `block_bytes` then fdatasync, in a loop.
 pub async fn storage_floor(
+    storage: AnyStorage,
     dir: &Path,
     files: usize,
     block_bytes: usize,
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<FloorFigures> {
-    DmaStorage.prepare(dir).await.context("preparing")?;
+    storage.prepare(dir).await.context("preparing")?;
     let window = Window::starting_now(warmup, duration);
     let mut tasks = Vec::with_capacity(files);
     for index in 0..files {
         let path = dir.join(format!("floor-{index}.log"));
-        tasks.push(glommio::spawn_local(floor_task(path, block_bytes, window)));
+        tasks.push(rt::spawn_local(floor_task(
+            storage.clone(),
+            path,
+            block_bytes,
+            window,
+        )));
     }
     let mut cycle = new_histogram(60_000_000)?;
     let (mut bytes, mut write_us, mut sync_us) = (0u64, 0f64, 0f64);
@@ -319,11 +326,12 @@ struct FloorTally {
 const FLOOR_PREALLOCATE_BYTES: u64 = 32 << 20;
 
 async fn floor_task(
+    storage: AnyStorage,
     path: std::path::PathBuf,
     block_bytes: usize,
     window: Window,
 ) -> anyhow::Result<FloorTally> {
-    let file = DmaStorage
+    let file = storage
         .open(&path, true)
         .await
         .with_context(|| format!("opening {}", path.display()))?;

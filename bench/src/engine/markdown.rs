@@ -89,12 +89,13 @@ fn run_facts(s: &EngineSummary) -> String {
     let _ = writeln!(
         out,
         "- Each raw probe and engine scenario measured {:.1} s, each scenario after {:.1} s of \
-         unrecorded warm-up; breakdown runs {:.1} s. Engine executor pinned to CPU {}. \
+         unrecorded warm-up; breakdown runs {:.1} s. I/O backend `{}`. Engine executor pinned to CPU {}. \
          Segments {}, retention {} per partition (checked every 250 ms), batch cache {}, \
          write_bytes_max {}, raw probe files {}.\n",
         st.seconds,
         st.warmup_seconds,
         st.breakdown_seconds,
+        if st.io_backend.is_empty() { "glommio" } else { &st.io_backend },
         st.cpu.map_or_else(|| "none".to_owned(), |c| c.to_string()),
         bytes(st.segment_bytes_max),
         bytes(st.retention_bytes),
@@ -374,15 +375,20 @@ fn breakdown_section(s: &EngineSummary) -> String {
     out
 }
 
-/// From the raw limit to keel in steps: raw io_uring, the same I/O through glommio's DMA
-/// files without the log (the floor), the engine.
+/// From the raw limit to keel in steps: raw io_uring, the same I/O through the engine's
+/// storage backend without the log (the floor), the engine.
 fn ladder_table(s: &EngineSummary) -> String {
-    let mut out = String::from(
+    let backend = if s.settings.io_backend.is_empty() {
+        "glommio"
+    } else {
+        &s.settings.io_backend
+    };
+    let mut out = format!(
         "From the raw limit to keel, step by step. *Floor*: the engine's I/O pattern without the \
          engine, tasks on the same pinned executor each writing their own file through the same \
-         storage layer (glommio DMA files, a zeroed DMA buffer per write, fallocate 32 MiB ahead): \
-         one block, then fdatasync, in a loop.\n\n\
-         | scenario | fair raw limit | floor (same I/O via glommio) | floor / raw | keel | keel / floor |\n\
+         storage layer (the `{backend}` backend, a zeroed write buffer per write, fallocate 32 MiB \
+         ahead): one block, then fdatasync, in a loop.\n\n\
+         | scenario | fair raw limit | floor (same I/O via {backend}) | floor / raw | keel | keel / floor |\n\
          |---|---:|---:|---:|---:|---:|\n",
     );
     for (scenario, floor_key) in [
@@ -499,7 +505,7 @@ fn cpu_table(cpu: &[CpuPieces]) -> String {
 }
 
 fn io_table(io: &[IoBreakdown]) -> String {
-    let mut out = String::from("The fsync-always scenarios, and 1 MiB fsync never, again on storage that times every operation (`Timed<DmaStorage>`; µs):\n\n| scenario | MB/s | append mean | log writes/s | KiB per write | batches per write | write mean / p99 | fdatasyncs/s | batches per fdatasync | fdatasync mean / p99 / max | fallocate mean (count) | index I/O mean (count) | other I/O mean / max (count) | log I/O in flight |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut out = String::from("The fsync-always scenarios, and 1 MiB fsync never, again on storage that times every operation (`Timed<AnyStorage>` over the same backend; µs):\n\n| scenario | MB/s | append mean | log writes/s | KiB per write | batches per write | write mean / p99 | fdatasyncs/s | batches per fdatasync | fdatasync mean / p99 / max | fallocate mean (count) | index I/O mean (count) | other I/O mean / max (count) | log I/O in flight |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for b in io {
         let _ = writeln!(
             out,

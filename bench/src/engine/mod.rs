@@ -35,8 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use keel_engine::rt::Runtime;
-use keel_engine::storage::DmaStorage;
+use keel_engine::storage::{AnyStorage, BackendOptions, IoBackend};
 use keel_engine::{EngineConfig, FsyncPolicy};
 
 use crate::histogram::LatencySummary;
@@ -66,12 +65,24 @@ pub struct EngineBenchConfig {
     /// Bytes appended before the read scenarios.
     pub read_fill_bytes: usize,
     pub log: LogSettings,
+    /// The I/O backend the engine runs on (with its runtime), and its settings.
+    pub backend: IoBackend,
+    pub backend_options: BackendOptions,
     /// Run only these parts (scenario names, `raw`, `breakdown`); `None` runs everything.
     /// For investigations: a partial run's report lacks the figures it skipped.
     pub only: Option<Vec<String>>,
 }
 
 impl EngineBenchConfig {
+    /// The storage of the chosen backend, for the calling executor thread.
+    ///
+    /// # Errors
+    /// The backend cannot be set up here (io_uring refused, say).
+    pub fn storage(&self) -> anyhow::Result<AnyStorage> {
+        AnyStorage::new(self.backend, &self.backend_options)
+            .with_context(|| format!("setting up the {} backend", self.backend))
+    }
+
     /// Whether the part named `name` runs.
     pub fn runs(&self, name: &str) -> bool {
         self.only
@@ -143,6 +154,20 @@ fn settings(config: &EngineBenchConfig) -> Settings {
         write_bytes_max: defaults.write_bytes_max,
         append_queue_bytes_max: defaults.append_queue_bytes_max,
         io_memory_bytes: defaults.io_memory_bytes,
+        io_backend: backend_label(config.backend, &config.backend_options),
+    }
+}
+
+/// The backend as reports name it: `uring+fixed` when its buffers and files are registered.
+#[must_use]
+pub fn backend_label(backend: IoBackend, options: &BackendOptions) -> String {
+    match backend {
+        IoBackend::Uring if options.uring.fixed_buffers && options.uring.fixed_files => {
+            "uring+fixed".to_owned()
+        }
+        IoBackend::Uring if options.uring.fixed_buffers => "uring+fixed_buffers".to_owned(),
+        IoBackend::Uring if options.uring.fixed_files => "uring+fixed_files".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -348,7 +373,9 @@ where
     let dir = scratch.join(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let run_dir = dir.clone();
-    let result = on_executor(Runtime::Glommio, config.cpu, move || fut_gen(run_dir));
+    let result = on_executor(config.backend.runtime(), config.cpu, move || {
+        fut_gen(run_dir)
+    });
     let removed = std::fs::remove_dir_all(&dir);
     let value = result?;
     removed.with_context(|| format!("removing {}", dir.display()))?;
@@ -363,8 +390,9 @@ fn engine_append(
 ) -> anyhow::Result<(AppendFigures, Histogram<u64>)> {
     let (sc, log) = (scenario.clone(), config.log.clone());
     let (warmup, duration) = (config.warmup, config.duration);
+    let c = config.clone();
     let m = in_fresh_dir(config, scratch, &scenario.name, move |dir| async move {
-        run_append(DmaStorage, &dir, &sc, warmup, duration, &log).await
+        run_append(c.storage()?, &dir, &sc, warmup, duration, &log).await
     })?;
     let mb_per_s = m.mb_per_s();
     let figures = AppendFigures {
@@ -407,8 +435,9 @@ fn engine_read(
 ) -> anyhow::Result<(ReadFigures, Histogram<u64>)> {
     let (sc, log) = (scenario.clone(), config.log.clone());
     let (warmup, duration) = (config.warmup, config.duration);
+    let c = config.clone();
     let m = in_fresh_dir(config, scratch, &scenario.name, move |dir| async move {
-        read::run_read(&dir, &sc, warmup, duration, &log).await
+        read::run_read(c.storage()?, &dir, &sc, warmup, duration, &log).await
     })?;
     let figures = ReadFigures {
         name: scenario.name.clone(),
@@ -438,10 +467,12 @@ fn run_breakdown(
     timed: &[&AppendScenario],
 ) -> anyhow::Result<Breakdown> {
     let budget = (config.breakdown_duration / 8).min(Duration::from_millis(500));
+    let c = config.clone();
     let cpu = in_fresh_dir(config, scratch, "cpu_pieces", move |dir| async move {
+        let storage = c.storage()?;
         let mut pieces = Vec::new();
         for batch_bytes in [16 << 10, 1 << 20, 4 << 20] {
-            pieces.push(breakdown::cpu_pieces(&dir, batch_bytes, budget).await?);
+            pieces.push(breakdown::cpu_pieces(&storage, &dir, batch_bytes, budget).await?);
         }
         Ok(pieces)
     })?;
@@ -449,8 +480,9 @@ fn run_breakdown(
     let mut floors = Vec::new();
     for (files, block_bytes) in [(1, 1 << 20), (1, 4 << 20), (8, 16 << 10)] {
         let name = format!("floor_{files}_{block_bytes}");
+        let c = config.clone();
         let floor = in_fresh_dir(config, scratch, &name, move |dir| async move {
-            breakdown::storage_floor(&dir, files, block_bytes, warmup, duration).await
+            breakdown::storage_floor(c.storage()?, &dir, files, block_bytes, warmup, duration).await
         })?;
         tracing::info!(floor = %floor.key, mb_per_s = format!("{:.0}", floor.mb_per_s), "storage floor");
         floors.push(floor);
@@ -459,8 +491,9 @@ fn run_breakdown(
     for scenario in timed {
         let (sc, log) = (AppendScenario::clone(scenario), config.log.clone());
         let name = format!("timed_{}", scenario.name);
+        let c = config.clone();
         let b = in_fresh_dir(config, scratch, &name, move |dir| async move {
-            breakdown::io_breakdown(&dir, &sc, warmup, duration, &log).await
+            breakdown::io_breakdown(c.storage()?, &dir, &sc, warmup, duration, &log).await
         })?;
         tracing::info!(scenario = %scenario.name, busy = b.log_io_busy_fraction, "breakdown");
         io.push(b);

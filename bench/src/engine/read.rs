@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use hdrhistogram::Histogram;
-use keel_engine::storage::{DmaStorage, Storage};
+use keel_engine::storage::{AnyStorage, Storage};
 use keel_engine::{FsyncPolicy, Offset, TimestampMs};
 
 use super::append::{open_partitions, LogSettings};
@@ -43,13 +43,13 @@ impl ReadMeasurement {
 /// Fills a fresh partition in `dir`, then reads from random offsets for the warm-up then
 /// `duration`.
 pub async fn run_read(
+    storage: AnyStorage,
     dir: &Path,
     scenario: &ReadScenario,
     warmup: Duration,
     duration: Duration,
     log: &LogSettings,
 ) -> anyhow::Result<ReadMeasurement> {
-    let storage = DmaStorage;
     storage
         .prepare(dir)
         .await

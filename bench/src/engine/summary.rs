@@ -51,6 +51,10 @@ pub struct Settings {
     pub write_bytes_max: usize,
     pub append_queue_bytes_max: usize,
     pub io_memory_bytes: usize,
+    /// The I/O backend the engine ran on, with its settings (`uring+fixed`: registered
+    /// buffers and files).
+    #[serde(default)]
+    pub io_backend: String,
 }
 
 /// One raw sequential write probe, run before and after the engine scenarios of its phase,

@@ -220,9 +220,13 @@ pub trait Storage: Clone + 'static {
         Ok(())
     }
     /// Replaces a small file atomically: write a temp file, sync it, rename it over `path`,
-    /// sync the directory. A crash leaves either the old or the new content.
+    /// sync the directory. A crash leaves either the old or the new content. On the
+    /// `blocking` pool: its two syncs wait for journal commits (milliseconds, and hundreds of
+    /// them behind a busy journal), which must not stall the shard's other partitions while a
+    /// roll writes its producer snapshot.
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        write_atomic_std(path, data)
+        let (path, data) = (path.to_path_buf(), data.to_vec());
+        blocking::unblock(move || write_atomic_std(&path, &data)).await
     }
 }
 
