@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+
+/// The broker's allocator below its lazy-reservation size, so that the engine is measured as
+/// the broker runs it (see `keel_server::alloc`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_bench::engine::{self, append::LogSettings, EngineBenchConfig};
 use keel_bench::kafka::{self, broker, workload::Workload};
@@ -291,10 +296,6 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // The broker's setting (see keel_engine::heap), so that the engine is measured as it runs.
-    if !keel_engine::heap::keep_large_buffers() {
-        tracing::info!("the C library did not take keel_engine::heap's settings");
-    }
     match cli.command {
         Command::Limits(args) => run_limits(&args),
         Command::Engine(args) => run_engine(&args),

@@ -15,8 +15,7 @@
 //! - [`batch`]: RecordBatch v2 validation and offset assignment. [`batch_cache`]: recent
 //!   batches per shard. [`producers`]: idempotent producer sequence state.
 //! - [`storage`]: the file seam and its backends (`glommio`, `uring`, `pwrite`, chosen at
-//!   start as [`IoBackend`]); [`sim`]: the fault-injecting storage the tests use. [`heap`]:
-//!   the allocator setting that keeps the append path's large buffers out of fresh mappings.
+//!   start as [`IoBackend`]); [`sim`]: the fault-injecting storage the tests use.
 //!
 //! Data flow of an append: `Shard::append` → owner shard → `Partition::append` (validate,
 //! assign offsets, queue) → flusher writes the queue in one O_DIRECT write → fdatasync shared
@@ -29,7 +28,6 @@ pub mod batch_cache;
 pub mod catalog;
 pub mod config;
 pub mod error;
-pub mod heap;
 pub mod index;
 pub mod partition;
 pub mod producers;

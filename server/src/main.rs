@@ -37,9 +37,6 @@ fn main() -> ExitCode {
     if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2") {
         tracing::warn!("vm.overcommit_memory is 2 (strict): a request declaring a huge length may abort the broker; see keel_server::alloc");
     }
-    if !keel_engine::heap::keep_large_buffers() {
-        tracing::info!("the C library did not take the large-buffer heap settings (see keel_engine::heap): large write buffers are fresh mappings");
-    }
     // Before any other thread starts: the signal mask is inherited by the shards.
     let flag = ShutdownFlag::default();
     if let Err(e) = shutdown::install(flag.clone()) {
