@@ -24,7 +24,7 @@
 use std::{
     cell::RefCell,
     collections::{BTreeMap, VecDeque},
-    path::PathBuf,
+    path::{Path, PathBuf},
     rc::Rc,
 };
 
@@ -40,7 +40,7 @@ use crate::{
     producers::{Producers, SeqCheck},
     recovery,
     segment::Segment,
-    storage::Storage,
+    storage::{Storage, StorageFile},
     types::{Offset, TimestampMs, TopicPartition},
 };
 
@@ -184,6 +184,115 @@ pub struct Partition<S: Storage> {
     housekeeping: Event,
 }
 
+/// The segments of the partition in `dir`, each recovered (FORMAT.md, "Recovery"), and the
+/// producer state: from `marker` when given (a clean close: the last two segments are trusted),
+/// else from the snapshot and the active segment's batches.
+async fn open_segments<S: Storage>(
+    storage: &S,
+    tp: &TopicPartition,
+    dir: &Path,
+    config: &TopicConfig,
+    limits: &PartitionLimits,
+    marker: Option<&CleanMarker>,
+) -> Result<(Segments<S>, Producers)> {
+    let dir = dir.to_path_buf();
+    let mut bases: Vec<i64> = storage
+        .list_dir(&dir)
+        .map_err(|e| EngineError::io("list", &dir, e))?
+        .iter()
+        .filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok()))
+        .collect();
+    bases.sort_unstable();
+    let mut producers = match &marker {
+        Some(m) => m.producers.clone(),
+        None => read_json(storage, &dir.join(PRODUCERS_SNAPSHOT))
+            .await?
+            .unwrap_or_default(),
+    };
+    let mut segments = BTreeMap::new();
+    if bases.is_empty() {
+        bases.push(0);
+        let seg = Segment::open(storage, &dir, Offset(0), true).await?;
+        storage
+            .sync_dir(&dir)
+            .await
+            .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
+        segments.insert(0, Rc::new(seg));
+    }
+    let last_base = *bases.last().unwrap_or(&0);
+    let to_open: Vec<i64> = bases
+        .iter()
+        .copied()
+        .filter(|b| !segments.contains_key(b))
+        .collect();
+    // The segment before the active one may not have been finished (rolls finish it in
+    // the background): after an unclean stop it is checked like the active one.
+    let prev_base = bases.len().checked_sub(2).map(|i| bases[i]);
+    for base in to_open {
+        let seg = Segment::open(storage, &dir, Offset(base), false).await?;
+        let is_last = base == last_base;
+        let is_prev = Some(base) == prev_base;
+        let trusted = !(is_last || is_prev) || marker.is_some();
+        let prod = (is_last && marker.is_none()).then_some((
+            &mut producers,
+            limits.producers_max,
+            limits.producer_batches_max,
+        ));
+        let r = recovery::recover_segment(&seg, trusted, config.index_interval_bytes, prod).await?;
+        if r.bytes_cut > 0 {
+            tracing::info!(partition = %tp, base, bytes_cut = r.bytes_cut, batches = r.batches_walked, "recovered segment after an unclean stop");
+        }
+        if is_prev && !trusted {
+            let end = seg.st.borrow().next_offset;
+            if end.0 < last_base {
+                // It lost its tail (never synced, or torn): the log is a prefix, so the
+                // segment after it goes too, and this one is the active segment again.
+                tracing::warn!(partition = %tp, base, end = end.0, dropped_from = last_base, "the segment before the active one lost its tail: dropping the segment after it");
+                for path in crate::segment::paths(&dir, Offset(last_base)) {
+                    if storage.exists(&path) {
+                        storage
+                            .remove(&path)
+                            .await
+                            .map_err(|e| EngineError::io("remove", &path, e))?;
+                    }
+                }
+                storage
+                    .sync_dir(&dir)
+                    .await
+                    .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
+                segments.insert(base, Rc::new(seg));
+                break;
+            }
+            // Finish it now, so that it can be trusted from here on.
+            seg.finish().await?;
+        }
+        segments.insert(base, Rc::new(seg));
+    }
+    Ok((segments, producers))
+}
+
+/// The segments of a partition, by base offset.
+type Segments<S> = BTreeMap<i64, Rc<Segment<<S as Storage>::File>>>;
+
+/// The offset after the last batch of the log (its start when empty).
+fn log_end<F: StorageFile>(segments: &BTreeMap<i64, Rc<Segment<F>>>) -> Offset {
+    let start = Offset(*segments.keys().next().unwrap_or(&0));
+    segments
+        .values()
+        .next_back()
+        .map_or(start, |s| s.st.borrow().next_offset)
+}
+
+/// Closes the files of segments opened and then given up.
+async fn close_all<F: StorageFile>(segments: BTreeMap<i64, Rc<Segment<F>>>) -> Result<()> {
+    for seg in segments.into_values() {
+        if let Ok(seg) = Rc::try_unwrap(seg) {
+            seg.close().await?;
+        }
+    }
+    Ok(())
+}
+
 impl<S: Storage> Partition<S> {
     /// Opens the partition in `dir` (creating it when new), recovering as needed.
     pub async fn open(
@@ -212,79 +321,20 @@ impl<S: Storage> Partition<S> {
                 });
             }
         }
-        let mut bases: Vec<i64> = storage
-            .list_dir(&dir)
-            .map_err(|e| EngineError::io("list", &dir, e))?
-            .iter()
-            .filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok()))
-            .collect();
-        bases.sort_unstable();
-        let mut producers = match &marker {
-            Some(m) => m.producers.clone(),
-            None => read_json(&storage, &dir.join(PRODUCERS_SNAPSHOT))
-                .await?
-                .unwrap_or_default(),
+        let opened = open_segments(&storage, &tp, &dir, &config, &limits, marker.as_ref()).await;
+        let (segments, producers) = match (opened, &marker) {
+            (Ok((segments, _)), Some(m)) if log_end(&segments).0 != m.next_offset => {
+                // A clean close leaves the log ending where its marker says. It does not: the
+                // files changed after that close (restored, copied, damaged), so nothing the
+                // marker vouches for is trusted and the partition recovers as after a crash.
+                // (A trusted walk that finds a damaged header reports it instead, with its
+                // file and position: that is durable data, which recovery must not cut.)
+                tracing::warn!(partition = %tp, marker = m.next_offset, found = log_end(&segments).0, "clean-shutdown marker disagrees with the log: recovering as after a crash");
+                close_all(segments).await?;
+                open_segments(&storage, &tp, &dir, &config, &limits, None).await?
+            }
+            (opened, _) => opened?,
         };
-        let mut segments = BTreeMap::new();
-        if bases.is_empty() {
-            bases.push(0);
-            let seg = Segment::open(&storage, &dir, Offset(0), true).await?;
-            storage
-                .sync_dir(&dir)
-                .await
-                .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
-            segments.insert(0, Rc::new(seg));
-        }
-        let last_base = *bases.last().unwrap_or(&0);
-        let to_open: Vec<i64> = bases
-            .iter()
-            .copied()
-            .filter(|b| !segments.contains_key(b))
-            .collect();
-        // The segment before the active one may not have been finished (rolls finish it in
-        // the background): after an unclean stop it is checked like the active one.
-        let prev_base = bases.len().checked_sub(2).map(|i| bases[i]);
-        for base in to_open {
-            let seg = Segment::open(&storage, &dir, Offset(base), false).await?;
-            let is_last = base == last_base;
-            let is_prev = Some(base) == prev_base;
-            let trusted = !(is_last || is_prev) || marker.is_some();
-            let prod = (is_last && marker.is_none()).then_some((
-                &mut producers,
-                limits.producers_max,
-                limits.producer_batches_max,
-            ));
-            let r =
-                recovery::recover_segment(&seg, trusted, config.index_interval_bytes, prod).await?;
-            if r.bytes_cut > 0 {
-                tracing::info!(partition = %tp, base, bytes_cut = r.bytes_cut, batches = r.batches_walked, "recovered segment after an unclean stop");
-            }
-            if is_prev && !trusted {
-                let end = seg.st.borrow().next_offset;
-                if end.0 < last_base {
-                    // It lost its tail (never synced, or torn): the log is a prefix, so the
-                    // segment after it goes too, and this one is the active segment again.
-                    tracing::warn!(partition = %tp, base, end = end.0, dropped_from = last_base, "the segment before the active one lost its tail: dropping the segment after it");
-                    for path in crate::segment::paths(&dir, Offset(last_base)) {
-                        if storage.exists(&path) {
-                            storage
-                                .remove(&path)
-                                .await
-                                .map_err(|e| EngineError::io("remove", &path, e))?;
-                        }
-                    }
-                    storage
-                        .sync_dir(&dir)
-                        .await
-                        .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
-                    segments.insert(base, Rc::new(seg));
-                    break;
-                }
-                // Finish it now, so that it can be trusted from here on.
-                seg.finish().await?;
-            }
-            segments.insert(base, Rc::new(seg));
-        }
         if marker.is_some() {
             storage
                 .remove(&marker_path)
@@ -296,15 +346,7 @@ impl<S: Storage> Partition<S> {
                 .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
         }
         let log_start = Offset(*segments.keys().next().unwrap_or(&0));
-        let end = segments
-            .values()
-            .next_back()
-            .map_or(log_start, |s| s.st.borrow().next_offset);
-        if let Some(m) = &marker {
-            if m.next_offset != end.0 {
-                tracing::warn!(partition = %tp, marker = m.next_offset, found = end.0, "clean marker disagrees with the log");
-            }
-        }
+        let end = log_end(&segments);
         let st = State {
             next_offset: end,
             written: end,
@@ -1140,5 +1182,3 @@ async fn read_json<S: Storage, T: for<'de> Deserialize<'de>>(
         }),
     }
 }
-
-use crate::storage::StorageFile as _;
