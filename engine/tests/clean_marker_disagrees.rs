@@ -10,14 +10,7 @@ use keel_engine::{sim::SimStorage, Offset};
 /// Ten batches of two records, closed cleanly; returns each batch's byte position.
 fn ten_batches_closed(s: &SimStorage) -> Vec<usize> {
     let p = open(s, small_segments(1 << 20));
-    let mut starts = Vec::new();
-    let mut pos = 0usize;
-    for id in 0..10 {
-        let b = batch_of(id, 2, 0);
-        starts.push(pos);
-        pos += b.len();
-        block_on(p.append(&b)).expect("append");
-    }
+    let starts = append_pairs(&p, 10);
     block_on(p.close()).expect("close");
     assert!(s.contents(&dir().join("clean_shutdown")).is_some());
     starts

@@ -8,14 +8,7 @@ use keel_engine::{sim::SimStorage, Offset};
 fn corrupt_batch_cuts_the_log_there() {
     let s = SimStorage::new();
     let p = open(&s, small_segments(1 << 20));
-    let mut starts = Vec::new();
-    let mut pos = 0usize;
-    for id in 0..10 {
-        let b = batch_of(id, 2, 0);
-        starts.push(pos);
-        pos += b.len();
-        block_on(p.append(&b)).expect("append");
-    }
+    let starts = append_pairs(&p, 10);
     drop(p);
     let log = dir().join(format!("{:020}.log", 0));
     let mut data = s.contents(&log).expect("log");

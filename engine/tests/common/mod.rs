@@ -114,6 +114,20 @@ pub fn batch_of(id: usize, n: usize, timestamp: i64) -> Bytes {
     batch::build(timestamp, &refs)
 }
 
+/// Appends batches 0..count of two records each (`batch_of(id, 2, 0)`); returns the byte
+/// position in the log where each one starts (one segment).
+pub fn append_pairs(p: &Partition<SimStorage>, count: usize) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(count);
+    let mut pos = 0usize;
+    for id in 0..count {
+        let b = batch_of(id, 2, 0);
+        starts.push(pos);
+        pos += b.len();
+        block_on(p.append(&b)).expect("append");
+    }
+    starts
+}
+
 /// Reads everything from `from` on, batch by batch, returning (base offset, record count).
 pub fn read_all(p: &Partition<SimStorage>, from: i64) -> Vec<(i64, i32)> {
     let mut out = Vec::new();
