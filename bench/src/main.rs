@@ -4,11 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-
-/// The broker's allocator below its lazy-reservation size, so that the engine is measured as
-/// the broker runs it (see `keel_server::alloc`).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_bench::engine::{self, append::LogSettings, EngineBenchConfig};
 use keel_bench::kafka::{self, broker, workload::Workload};
@@ -17,6 +12,11 @@ use keel_bench::report;
 use keel_bench::soak;
 use keel_bench::storage::{self, matrix::StorageWorkload, matrix::Target};
 use keel_bench::units::parse_bytes;
+
+/// The broker's allocator below its lazy-reservation size, so that the engine is measured as
+/// the broker runs it (see `keel_server::alloc`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -201,13 +201,12 @@ struct EngineArgs {
     /// Batch cache of the append scenarios' shard.
     #[arg(long, value_parser = parse_bytes, default_value = "256m")]
     cache: usize,
-    /// I/O backend the engine runs on: glommio (glommio's executor and DMA files), uring (the
-    /// poll runtime and a ring per shard) or pwrite.
-    #[arg(long, default_value_t = keel_engine::storage::IoBackend::default())]
-    io_backend: keel_engine::storage::IoBackend,
-    /// uring backend: register write buffers and file descriptors with the ring.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    uring_fixed: bool,
+    /// I/O backend the engine runs on, with its options as in the storage matrix: glommio
+    /// (glommio's executor and DMA files), uring (the poll runtime and a ring per shard; options
+    /// fixed_buffers, fixed_files, sqpoll, linked_sync) or pwrite (buffered, direct); for
+    /// example `uring+fixed_buffers+fixed_files`.
+    #[arg(long, default_value_t = keel_engine::storage::IoBackend::default().to_string())]
+    io_backend: String,
     /// Run only these parts, for investigations: scenario names (append_1m_always_x1, ...,
     /// read_cache, read_disk), `raw` (the raw probes of the phases that run), `breakdown`.
     #[arg(long, value_delimiter = ',')]
@@ -367,6 +366,8 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 
 fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
     let duration = seconds(args.seconds, "--seconds")?;
+    let (backend, backend_options) = storage::matrix::parse_backend(&args.io_backend)
+        .with_context(|| format!("--io-backend {}", args.io_backend))?;
     let config = EngineBenchConfig {
         dir: args.dir.clone(),
         duration,
@@ -385,13 +386,9 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
             cache_bytes: args.cache,
             tuning: engine::append::Tuning::default(),
         },
-        backend: args.io_backend,
-        backend_options: {
-            let mut o = keel_engine::storage::BackendOptions::default();
-            o.uring.fixed_buffers = args.uring_fixed;
-            o.uring.fixed_files = args.uring_fixed;
-            o
-        },
+        backend,
+        backend_options,
+        backend_spec: args.io_backend.clone(),
         only: args.only.clone(),
     };
     let run_dir = run_dir(args.out.as_ref(), args.results.as_ref())?;

@@ -195,10 +195,9 @@ async fn open_segments<S: Storage>(
     limits: &PartitionLimits,
     marker: Option<&CleanMarker>,
 ) -> Result<(Segments<S>, Producers)> {
-    let dir = dir.to_path_buf();
     let mut bases: Vec<i64> = storage
-        .list_dir(&dir)
-        .map_err(|e| EngineError::io("list", &dir, e))?
+        .list_dir(dir)
+        .map_err(|e| EngineError::io("list", dir, e))?
         .iter()
         .filter_map(|n| n.strip_suffix(".log").and_then(|b| b.parse().ok()))
         .collect();
@@ -212,11 +211,11 @@ async fn open_segments<S: Storage>(
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         bases.push(0);
-        let seg = Segment::open(storage, &dir, Offset(0), true).await?;
+        let seg = Segment::open(storage, dir, Offset(0), true).await?;
         storage
-            .sync_dir(&dir)
+            .sync_dir(dir)
             .await
-            .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
+            .map_err(|e| EngineError::io("fsync dir", dir, e))?;
         segments.insert(0, Rc::new(seg));
     }
     let last_base = *bases.last().unwrap_or(&0);
@@ -229,7 +228,7 @@ async fn open_segments<S: Storage>(
     // the background): after an unclean stop it is checked like the active one.
     let prev_base = bases.len().checked_sub(2).map(|i| bases[i]);
     for base in to_open {
-        let seg = Segment::open(storage, &dir, Offset(base), false).await?;
+        let seg = Segment::open(storage, dir, Offset(base), false).await?;
         let is_last = base == last_base;
         let is_prev = Some(base) == prev_base;
         let trusted = !(is_last || is_prev) || marker.is_some();
@@ -248,7 +247,7 @@ async fn open_segments<S: Storage>(
                 // It lost its tail (never synced, or torn): the log is a prefix, so the
                 // segment after it goes too, and this one is the active segment again.
                 tracing::warn!(partition = %tp, base, end = end.0, dropped_from = last_base, "the segment before the active one lost its tail: dropping the segment after it");
-                for path in crate::segment::paths(&dir, Offset(last_base)) {
+                for path in crate::segment::paths(dir, Offset(last_base)) {
                     if storage.exists(&path) {
                         storage
                             .remove(&path)
@@ -257,9 +256,9 @@ async fn open_segments<S: Storage>(
                     }
                 }
                 storage
-                    .sync_dir(&dir)
+                    .sync_dir(dir)
                     .await
-                    .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
+                    .map_err(|e| EngineError::io("fsync dir", dir, e))?;
                 segments.insert(base, Rc::new(seg));
                 break;
             }
@@ -283,7 +282,8 @@ fn log_end<F: StorageFile>(segments: &BTreeMap<i64, Rc<Segment<F>>>) -> Offset {
         .map_or(start, |s| s.st.borrow().next_offset)
 }
 
-/// Closes the files of segments opened and then given up.
+/// Closes the files of segments no longer used (a partition's at close, or those opened and
+/// given up); a segment a reader still holds closes when it drops.
 async fn close_all<F: StorageFile>(segments: BTreeMap<i64, Rc<Segment<F>>>) -> Result<()> {
     for seg in segments.into_values() {
         if let Ok(seg) = Rc::try_unwrap(seg) {
@@ -1077,14 +1077,8 @@ impl<S: Storage> Partition<S> {
             .write_atomic(&path, &bytes)
             .await
             .map_err(|e| EngineError::io("write", &path, e))?;
-        let segs: Vec<_> = std::mem::take(&mut *self.segments.borrow_mut())
-            .into_values()
-            .collect();
-        for seg in segs {
-            if let Ok(seg) = Rc::try_unwrap(seg) {
-                seg.close().await?;
-            }
-        }
+        let segs = std::mem::take(&mut *self.segments.borrow_mut());
+        close_all(segs).await?;
         self.cache.borrow_mut().remove_partition(self.uid);
         Ok(())
     }

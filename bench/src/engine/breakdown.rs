@@ -265,7 +265,7 @@ fn op_stats<'a>(
 }
 
 /// The engine's I/O pattern without the engine: `files` tasks, each writing its own file
-/// through [`DmaStorage`] as a segment does (a fresh zeroed DMA buffer per write, the file
+/// through the engine's storage backend as a segment does (a fresh zeroed buffer per write, the file
 /// grown by fallocate 32 MiB ahead), `block_bytes` then fdatasync, in a loop.
 pub async fn storage_floor(
     storage: AnyStorage,

@@ -95,7 +95,7 @@ fn run_facts(s: &EngineSummary) -> String {
         st.seconds,
         st.warmup_seconds,
         st.breakdown_seconds,
-        if st.io_backend.is_empty() { "glommio" } else { &st.io_backend },
+        st.backend_name(),
         st.cpu.map_or_else(|| "none".to_owned(), |c| c.to_string()),
         bytes(st.segment_bytes_max),
         bytes(st.retention_bytes),
@@ -378,11 +378,7 @@ fn breakdown_section(s: &EngineSummary) -> String {
 /// From the raw limit to keel in steps: raw io_uring, the same I/O through the engine's
 /// storage backend without the log (the floor), the engine.
 fn ladder_table(s: &EngineSummary) -> String {
-    let backend = if s.settings.io_backend.is_empty() {
-        "glommio"
-    } else {
-        &s.settings.io_backend
-    };
+    let backend = s.settings.backend_name();
     let mut out = format!(
         "From the raw limit to keel, step by step. *Floor*: the engine's I/O pattern without the \
          engine, tasks on the same pinned executor each writing their own file through the same \

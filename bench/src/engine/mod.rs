@@ -1,8 +1,8 @@
 //! `keel-bench engine`: the storage engine's benchmark report for issue 3, measured in one run
 //! against the raw disk limit on the same file system.
 //!
-//! The engine is driven directly (`Partition<DmaStorage>`, no network) on a glommio executor
-//! pinned to one core. The run goes in phases, and each raw probe runs right before the
+//! The engine is driven directly (`Partition<AnyStorage>`, no network) on one executor of the
+//! chosen backend's runtime (`--io-backend`, glommio by default), pinned to one core. The run goes in phases, and each raw probe runs right before the
 //! engine scenarios it is compared with, so a drifting machine (this disk sits on a host
 //! write-back cache) moves both sides of a fraction together:
 //!
@@ -65,9 +65,12 @@ pub struct EngineBenchConfig {
     /// Bytes appended before the read scenarios.
     pub read_fill_bytes: usize,
     pub log: LogSettings,
-    /// The I/O backend the engine runs on (with its runtime), and its settings.
+    /// The I/O backend the engine runs on (with its runtime), and its settings, parsed from
+    /// `backend_spec` (`glommio`, `uring+fixed_buffers+fixed_files`, ...), which the report
+    /// names.
     pub backend: IoBackend,
     pub backend_options: BackendOptions,
+    pub backend_spec: String,
     /// Run only these parts (scenario names, `raw`, `breakdown`); `None` runs everything.
     /// For investigations: a partial run's report lacks the figures it skipped.
     pub only: Option<Vec<String>>,
@@ -154,20 +157,7 @@ fn settings(config: &EngineBenchConfig) -> Settings {
         write_bytes_max: defaults.write_bytes_max,
         append_queue_bytes_max: defaults.append_queue_bytes_max,
         io_memory_bytes: defaults.io_memory_bytes,
-        io_backend: backend_label(config.backend, &config.backend_options),
-    }
-}
-
-/// The backend as reports name it: `uring+fixed` when its buffers and files are registered.
-#[must_use]
-pub fn backend_label(backend: IoBackend, options: &BackendOptions) -> String {
-    match backend {
-        IoBackend::Uring if options.uring.fixed_buffers && options.uring.fixed_files => {
-            "uring+fixed".to_owned()
-        }
-        IoBackend::Uring if options.uring.fixed_buffers => "uring+fixed_buffers".to_owned(),
-        IoBackend::Uring if options.uring.fixed_files => "uring+fixed_files".to_owned(),
-        other => other.to_string(),
+        io_backend: config.backend_spec.clone(),
     }
 }
 

@@ -57,6 +57,18 @@ pub struct Settings {
     pub io_backend: String,
 }
 
+impl Settings {
+    /// The backend the run used: reports from before it was recorded ran on glommio.
+    #[must_use]
+    pub fn backend_name(&self) -> &str {
+        if self.io_backend.is_empty() {
+            "glommio"
+        } else {
+            &self.io_backend
+        }
+    }
+}
+
 /// One raw sequential write probe, run before and after the engine scenarios of its phase,
 /// and the batch size of that phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

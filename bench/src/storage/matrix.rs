@@ -359,29 +359,37 @@ fn file_safe(text: &str) -> String {
         .collect()
 }
 
-impl Settings {
-    /// The backend and its options, from `io_backend`.
-    pub fn backend(&self) -> anyhow::Result<(IoBackend, BackendOptions)> {
-        let mut parts = self.io_backend.split('+');
-        let name = parts.next().unwrap_or_default();
-        let backend: IoBackend = name.parse().map_err(anyhow::Error::msg)?;
-        let mut options = BackendOptions::default();
-        for option in parts {
-            match (backend, option) {
-                (IoBackend::Uring, "fixed_buffers") => options.uring.fixed_buffers = true,
-                (IoBackend::Uring, "fixed_files") => options.uring.fixed_files = true,
-                (IoBackend::Uring, "sqpoll") => options.uring.sqpoll = true,
-                (IoBackend::Uring, "linked_sync") => options.uring.linked_sync = true,
-                (IoBackend::Pwrite, "buffered") => options.pwrite_direct = false,
-                (IoBackend::Pwrite, "direct") => options.pwrite_direct = true,
-                _ => anyhow::bail!(
-                    "{}: {name} has no option {option:?} (uring: fixed_buffers, fixed_files, \
-                     sqpoll, linked_sync; pwrite: buffered, direct)",
-                    self.io_backend
-                ),
-            }
+/// A backend and its options from a spec such as `uring+fixed_buffers+fixed_files` or
+/// `pwrite+buffered`: the backend's name, then `+` and each option turned on.
+///
+/// # Errors
+/// An unknown backend, or an option the backend does not have.
+pub fn parse_backend(spec: &str) -> anyhow::Result<(IoBackend, BackendOptions)> {
+    let mut parts = spec.split('+');
+    let name = parts.next().unwrap_or_default();
+    let backend: IoBackend = name.parse().map_err(anyhow::Error::msg)?;
+    let mut options = BackendOptions::default();
+    for option in parts {
+        match (backend, option) {
+            (IoBackend::Uring, "fixed_buffers") => options.uring.fixed_buffers = true,
+            (IoBackend::Uring, "fixed_files") => options.uring.fixed_files = true,
+            (IoBackend::Uring, "sqpoll") => options.uring.sqpoll = true,
+            (IoBackend::Uring, "linked_sync") => options.uring.linked_sync = true,
+            (IoBackend::Pwrite, "buffered") => options.pwrite_direct = false,
+            (IoBackend::Pwrite, "direct") => options.pwrite_direct = true,
+            _ => anyhow::bail!(
+                "{spec}: {name} has no option {option:?} (uring: fixed_buffers, fixed_files, \
+                 sqpoll, linked_sync; pwrite: buffered, direct)"
+            ),
         }
-        Ok((backend, options))
+    }
+    Ok((backend, options))
+}
+
+impl Settings {
+    /// The backend and its options, from `io_backend` (see [`parse_backend`]).
+    pub fn backend(&self) -> anyhow::Result<(IoBackend, BackendOptions)> {
+        parse_backend(&self.io_backend)
     }
 
     pub fn fsync_policy(&self) -> anyhow::Result<FsyncPolicy> {
