@@ -128,6 +128,28 @@ enum Probe {
     Loopback,
 }
 
+/// `limits::Blocks` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BlocksArg {
+    /// One preallocated file, overwritten after its first pass.
+    Reused,
+    /// One preallocated file, its chunk after next turned back into unwritten extents.
+    Unwritten,
+    /// New files grown by fallocate ahead of the writes, older ones deleted, as a log's
+    /// segments.
+    NewFiles,
+}
+
+impl From<BlocksArg> for limits::Blocks {
+    fn from(arg: BlocksArg) -> Self {
+        match arg {
+            BlocksArg::Reused => limits::Blocks::Reused,
+            BlocksArg::Unwritten => limits::Blocks::Unwritten,
+            BlocksArg::NewFiles => limits::Blocks::NewFiles,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct LimitsArgs {
     /// Directory for the probe files: put it on the disk the broker will use.
@@ -148,6 +170,9 @@ struct LimitsArgs {
     /// Size of each preallocated probe file; writes wrap around inside it.
     #[arg(long, value_parser = parse_bytes, default_value = "1g")]
     file_size: usize,
+    /// Where the sequential write probes' blocks come from.
+    #[arg(long, value_enum, default_value_t = BlocksArg::Reused)]
+    blocks: BlocksArg,
     /// Which probes to run.
     #[arg(
         long,
@@ -330,6 +355,7 @@ fn run_limits(args: &LimitsArgs) -> anyhow::Result<()> {
         probe_duration,
         fsync_block_bytes: args.fsync_size,
         file_bytes: args.file_size as u64,
+        blocks: args.blocks.into(),
         probes: ProbeSet {
             disk_write: args.probes.contains(&Probe::Write),
             disk_write_fsync_each: args.probes.contains(&Probe::WriteFsync),

@@ -25,16 +25,22 @@ fn assert_empty(dir: &Path) -> anyhow::Result<()> {
 #[test]
 fn disk_write_runs_and_cleans_up() -> anyhow::Result<()> {
     let dir = scratch_dir()?;
-    for (queue_depth, fsync_each, fresh_blocks) in [(4, false, false), (1, true, true)] {
+    for (queue_depth, fsync_each, blocks) in [
+        (4, false, limits::Blocks::Reused),
+        (1, true, limits::Blocks::Unwritten),
+        (1, true, limits::Blocks::NewFiles),
+        (4, false, limits::Blocks::NewFiles),
+    ] {
         let params = DiskWriteParams {
             block_bytes: 16 << 10,
             queue_depth,
             duration: TINY,
             fsync_each,
             file_bytes: TINY_FILE_BYTES,
-            fresh_blocks,
+            blocks,
         };
         let result = limits::disk_write_with(dir.path(), &params)?;
+        assert_eq!(limits::Blocks::of(&result), blocks);
         assert!(result.write_count > 0, "{result:?}");
         assert_eq!(result.bytes_written, result.write_count * 16 * 1024);
         assert!(
@@ -73,6 +79,7 @@ fn full_run_writes_every_file() -> anyhow::Result<()> {
         probe_duration: Duration::from_millis(50),
         fsync_block_bytes: 4096,
         file_bytes: TINY_FILE_BYTES,
+        blocks: limits::Blocks::Reused,
         probes: ProbeSet::ALL,
     };
     let mut run = limits::run_limits(&config)?;

@@ -39,7 +39,7 @@ use keel_engine::storage::{AnyStorage, BackendOptions, IoBackend};
 use keel_engine::{EngineConfig, FsyncPolicy};
 
 use crate::histogram::LatencySummary;
-use crate::limits::{self, DiskWriteParams};
+use crate::limits::{self, Blocks, DiskWriteParams};
 use crate::report;
 use append::{run_append, LogSettings};
 use scenario::{append_scenarios, on_executor, read_scenarios, AppendScenario, ReadScenario};
@@ -315,7 +315,11 @@ fn raw_write(
         duration: config.duration,
         fsync_each: probe.fsync_each,
         file_bytes: config.probe_file_bytes,
-        fresh_blocks: probe.fresh_blocks,
+        blocks: if probe.fresh_blocks {
+            Blocks::Unwritten
+        } else {
+            Blocks::Reused
+        },
     };
     let result = limits::disk_write_with(scratch, &params)
         .with_context(|| format!("{} probe", probe.label()))?;

@@ -139,6 +139,7 @@ fn measure_limits(
         probe_duration,
         fsync_block_bytes: 4096,
         file_bytes: 1 << 30,
+        blocks: limits::Blocks::Reused,
         probes: ProbeSet::ALL,
     };
     tracing::info!(dir = %config.limits_dir.display(), "measuring the machine's limits");

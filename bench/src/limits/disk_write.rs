@@ -20,7 +20,7 @@
 //! and every later pass (the positions wrap) overwrites blocks already written. A log never
 //! overwrites: each append lands on fresh blocks, whose extents the file system must convert
 //! to written (on ext4, through the journal, which fdatasync then commits). With
-//! `fresh_blocks`, the probe keeps that true on every pass: on entering chunk k of the file it
+//! [`Blocks::Unwritten`], the probe keeps that true on every pass: on entering chunk k of the file it
 //! turns chunk k+2 back into unwritten extents (`FALLOC_FL_ZERO_RANGE`), well ahead of the
 //! writes in flight, as a log preallocates ahead of its end:
 //!
@@ -28,6 +28,14 @@
 //!   chunks:  | k-1 | k  | k+1 | k+2 | ...     writes in flight: end of k-1 and k
 //!                   ^ cursor enters k      -> zero-range k+2 (mod chunk count)
 //! ```
+//!
+//! Zero-ranged blocks stay allocated to the probe's file. A log's segments are new files whose
+//! blocks come from the file system's free space, which retention refills by deleting old
+//! segments; on a mount with `discard` (the development VM's) the device was told those blocks
+//! are free, and writing them again costs the host an allocation: about half the speed of the
+//! zero-ranged blocks there (`docs/engine-x1-investigation.md`). With [`Blocks::NewFiles`] the probe
+//! does what a log does: a new file per pass, grown by `fallocate` 32 MiB ahead of the writes,
+//! the file before the previous one deleted (see [`Blocks::NewFiles`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -58,10 +66,48 @@ pub struct DiskWriteParams {
     pub fsync_each: bool,
     /// Size of the preallocated probe file.
     pub file_bytes: u64,
-    /// Write only fresh (unwritten) blocks, as a log does, instead of overwriting the file's
-    /// earlier passes.
-    pub fresh_blocks: bool,
+    /// Where the blocks written come from.
+    pub blocks: Blocks,
 }
+
+/// Where a write probe's blocks come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Blocks {
+    /// One preallocated file; after the first pass the writes overwrite written blocks.
+    #[default]
+    Reused,
+    /// One preallocated file whose chunk after next is turned back into unwritten extents
+    /// (`FALLOC_FL_ZERO_RANGE`): every write converts an extent, but the blocks stay the file's.
+    Unwritten,
+    /// A new file per `file_bytes`, grown by `fallocate` [`NEW_FILE_GROW_BYTES`] ahead of the
+    /// writes as a segment grows, and the file before the previous one deleted as retention
+    /// deletes segments. Every write lands on blocks newly taken from the file system's free
+    /// space; on a mount with `discard` those are blocks the device was told are free.
+    NewFiles,
+}
+
+impl Blocks {
+    /// The block source a probe's result records.
+    pub const fn of(result: &DiskWriteResult) -> Self {
+        match (result.fresh_blocks, result.new_files) {
+            (_, true) => Blocks::NewFiles,
+            (true, false) => Blocks::Unwritten,
+            (false, false) => Blocks::Reused,
+        }
+    }
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Blocks::Reused => "reused",
+            Blocks::Unwritten => "unwritten (zero-range)",
+            Blocks::NewFiles => "new files",
+        }
+    }
+}
+
+/// How far ahead of the writes [`Blocks::NewFiles`] grows its file: the engine's default
+/// segment preallocation step.
+pub const NEW_FILE_GROW_BYTES: u64 = 32 << 20;
 
 /// What one sequential write probe measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +118,9 @@ pub struct DiskWriteResult {
     /// Every write landed on unwritten blocks (see the module documentation).
     #[serde(default)]
     pub fresh_blocks: bool,
+    /// Every write landed in a new file (see [`Blocks::NewFiles`]).
+    #[serde(default)]
+    pub new_files: bool,
     pub file_bytes: u64,
     pub write_count: u64,
     pub bytes_written: u64,
@@ -101,7 +150,7 @@ pub fn disk_write(
             duration,
             fsync_each,
             file_bytes: DEFAULT_PROBE_FILE_BYTES,
-            fresh_blocks: false,
+            blocks: Blocks::Reused,
         },
     )
 }
@@ -118,7 +167,11 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         "block size {} does not fit one io_uring write",
         params.block_bytes
     );
-    let file = ProbeFile::create(dir, "write", params.file_bytes)?;
+    let file = if params.blocks == Blocks::NewFiles {
+        ProbeFile::create_empty(dir, "write", params.file_bytes)?
+    } else {
+        ProbeFile::create(dir, "write", params.file_bytes)?
+    };
     file.check_block(params.block_bytes, params.queue_depth)?;
     let bufs = (0..params.queue_depth)
         .map(|_| AlignedBuf::new(params.block_bytes))
@@ -128,7 +181,7 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         u32::try_from((2 * params.queue_depth).next_power_of_two()).context("io_uring size")?;
     let ring = IoUring::new(ring_entries)
         .with_context(|| format!("creating an io_uring with {ring_entries} entries"))?;
-    let fresh = if params.fresh_blocks {
+    let fresh = if params.blocks == Blocks::Unwritten {
         Some(FreshAhead::new(
             params.block_bytes,
             params.queue_depth,
@@ -137,25 +190,39 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
     } else {
         None
     };
+    let fd = types::Fd(file.fd());
+    let file_bytes = file.len_bytes();
+    let probe_path = file.path().to_path_buf();
+    let (new_files, _file) = if params.blocks == Blocks::NewFiles {
+        (Some(NewFiles::new(dir, file)), None)
+    } else {
+        (None, Some(file))
+    };
     let mut writer = RingWriter {
         ring,
         bufs,
-        fd: types::Fd(file.fd()),
-        cursor: WrappingCursor::new(params.block_bytes, file.len_bytes()),
+        fd,
+        cursor: WrappingCursor::new(params.block_bytes, file_bytes),
         fsync_each: params.fsync_each,
         fresh,
+        new_files,
     };
-    let tally = writer
-        .run(params.duration)
-        .with_context(|| format!("sequential write probe on {}", file.path().display()))?;
+    let run = writer.run(params.duration);
+    let deleted = writer.new_files.take().map(NewFiles::finish);
+    let tally =
+        run.with_context(|| format!("sequential write probe on {}", probe_path.display()))?;
+    if let Some(deleted) = deleted {
+        deleted.context("deleting the new-files probe's files")?;
+    }
     let elapsed_s = tally.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
     let bytes_written = tally.write_count * params.block_bytes as u64;
     Ok(DiskWriteResult {
         block_bytes: params.block_bytes,
         queue_depth: params.queue_depth,
         fsync_each: params.fsync_each,
-        fresh_blocks: params.fresh_blocks,
-        file_bytes: file.len_bytes(),
+        fresh_blocks: params.blocks == Blocks::Unwritten,
+        new_files: params.blocks == Blocks::NewFiles,
+        file_bytes,
         write_count: tally.write_count,
         bytes_written,
         elapsed_s,
@@ -208,6 +275,76 @@ impl FreshAhead {
     }
 }
 
+/// The files of a [`Blocks::NewFiles`] probe. The previous file stays open after a roll: writes
+/// and linked fdatasyncs submitted to it may still be in flight (a linked fdatasync resolves its
+/// fd only when it starts), and the slots in flight never span more than one file because a
+/// file holds at least `queue_depth` blocks. The file before it is closed and deleted on a
+/// thread of its own, as the engine's retention deletes on its blocking pool, so the unlink
+/// (and the discard it causes) does not stall the probe.
+struct NewFiles {
+    dir: std::path::PathBuf,
+    current: ProbeFile,
+    previous: Option<ProbeFile>,
+    grown_to: u64,
+    deleters: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl NewFiles {
+    fn new(dir: &Path, first: ProbeFile) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            current: first,
+            previous: None,
+            grown_to: 0,
+            deleters: Vec::new(),
+        }
+    }
+
+    /// Starts the next file; returns its fd.
+    fn roll(&mut self) -> anyhow::Result<types::Fd> {
+        let next = ProbeFile::create_empty(&self.dir, "write", self.current.len_bytes())?;
+        let previous = std::mem::replace(&mut self.current, next);
+        if let Some(old) = self.previous.replace(previous) {
+            self.deleters.push(std::thread::spawn(move || drop(old)));
+        }
+        self.grown_to = 0;
+        Ok(types::Fd(self.current.fd()))
+    }
+
+    /// Grows the current file (fallocate mode 0, so its size grows too, as a segment's does)
+    /// to cover `end` and [`NEW_FILE_GROW_BYTES`] more, within the file's length.
+    fn grow_for(&mut self, end: u64) -> anyhow::Result<()> {
+        if end <= self.grown_to {
+            return Ok(());
+        }
+        let target = end
+            .saturating_add(NEW_FILE_GROW_BYTES)
+            .min(self.current.len_bytes())
+            .max(end);
+        let len = libc::off_t::try_from(target).context("new file length")?;
+        // SAFETY: plain syscall on an fd the probe owns; no memory is passed.
+        let rc = unsafe { libc::fallocate(self.current.fd(), 0, 0, len) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("fallocate {target} bytes of a new probe file"));
+        }
+        self.grown_to = target;
+        Ok(())
+    }
+
+    /// Removes every file, waiting for the deleting threads.
+    fn finish(self) -> anyhow::Result<()> {
+        drop(self.current);
+        drop(self.previous);
+        for deleter in self.deleters {
+            deleter
+                .join()
+                .map_err(|_| anyhow!("a probe file's deleting thread panicked"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Which operation of a slot a completion belongs to; stored in the low bit of `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpKind {
@@ -243,6 +380,7 @@ struct RingWriter {
     cursor: WrappingCursor,
     fsync_each: bool,
     fresh: Option<FreshAhead>,
+    new_files: Option<NewFiles>,
 }
 
 impl RingWriter {
@@ -315,6 +453,13 @@ impl RingWriter {
         }
         // The length was checked to fit u32 in disk_write_with.
         let len = buf.len() as u32;
+        if let Some(files) = &mut self.new_files {
+            // Back at 0 in a file already written: the cursor wrapped, so the next file starts.
+            if pos == 0 && files.grown_to > 0 {
+                self.fd = files.roll()?;
+            }
+            files.grow_for(pos + u64::from(len))?;
+        }
         let write = opcode::Write::new(self.fd, buf.as_ptr(), len)
             .offset(pos)
             .build()
@@ -387,7 +532,7 @@ mod tests {
             duration: Duration::from_millis(10),
             fsync_each: false,
             file_bytes: 1 << 20,
-            fresh_blocks: false,
+            blocks: Blocks::Reused,
         };
         assert!(disk_write_with(dir.path(), &params).is_err());
         let unaligned = DiskWriteParams {

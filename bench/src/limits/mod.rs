@@ -26,8 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 pub use disk_write::{
-    disk_write, disk_write_with, DiskWriteParams, DiskWriteResult, DEFAULT_PROBE_FILE_BYTES,
-    QUEUE_DEPTH_MAX,
+    disk_write, disk_write_with, Blocks, DiskWriteParams, DiskWriteResult,
+    DEFAULT_PROBE_FILE_BYTES, QUEUE_DEPTH_MAX,
 };
 pub use fsync_latency::{fsync_latency, fsync_latency_with, FSYNC_LATENCY_US_MAX};
 pub use loopback::{
@@ -76,6 +76,8 @@ pub struct LimitsConfig {
     pub fsync_block_bytes: usize,
     /// Size of each preallocated probe file.
     pub file_bytes: u64,
+    /// Where the sequential write probes' blocks come from.
+    pub blocks: Blocks,
     pub probes: ProbeSet,
 }
 
@@ -189,7 +191,7 @@ fn run_disk_writes(config: &LimitsConfig) -> anyhow::Result<Vec<DiskWriteResult>
             duration: config.probe_duration,
             fsync_each,
             file_bytes: config.file_bytes,
-            fresh_blocks: false,
+            blocks: config.blocks,
         };
         let result = disk_write_logged(&config.dir, &params)?;
         results.push(result);

@@ -107,6 +107,22 @@ pub struct ProbeFile {
 impl ProbeFile {
     /// Creates `keel-probe-<tag>-<pid>-<n>.dat` in `dir` and preallocates `len_bytes`.
     pub fn create(dir: &Path, tag: &str, len_bytes: u64) -> anyhow::Result<Self> {
+        let probe = Self::create_empty(dir, tag, len_bytes)?;
+        let len_off = libc::off_t::try_from(len_bytes)
+            .with_context(|| format!("probe file length {len_bytes} exceeds off_t"))?;
+        // SAFETY: plain syscall on an fd we own; no memory is passed.
+        let rc = unsafe { libc::fallocate(probe.fd(), 0, 0, len_off) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| {
+                format!("fallocate {len_bytes} bytes for {}", probe.path.display())
+            });
+        }
+        Ok(probe)
+    }
+
+    /// As [`ProbeFile::create`], without preallocating: the file starts empty, and `len_bytes`
+    /// is how far the probe may write into it.
+    pub fn create_empty(dir: &Path, tag: &str, len_bytes: u64) -> anyhow::Result<Self> {
         static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(0);
         let file_id = NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("keel-probe-{tag}-{}-{file_id}.dat", std::process::id());
@@ -123,15 +139,6 @@ impl ProbeFile {
             path,
             len_bytes,
         };
-        let len_off = libc::off_t::try_from(len_bytes)
-            .with_context(|| format!("probe file length {len_bytes} exceeds off_t"))?;
-        // SAFETY: plain syscall on an fd we own; no memory is passed.
-        let rc = unsafe { libc::fallocate(probe.fd(), 0, 0, len_off) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
-                format!("fallocate {len_bytes} bytes for {}", probe.path.display())
-            });
-        }
         Ok(probe)
     }
 

@@ -218,7 +218,11 @@ fn raw_pass(
                 duration,
                 fsync_each,
                 file_bytes: w.probe_file_bytes.0,
-                fresh_blocks: fsync_each,
+                blocks: if fsync_each {
+                    limits::Blocks::Unwritten
+                } else {
+                    limits::Blocks::Reused
+                },
             };
             let result = limits::disk_write_logged(scratch, &params)?;
             writes.push(result);
