@@ -38,6 +38,19 @@ const CRC_START: usize = 21;
 
 const _: () = assert!(std::mem::size_of::<BatchHeader>() == HEADER_BYTES);
 
+/// CRC-32C (Castagnoli, Kafka's batch checksum; crc-fast calls it CRC-32/ISCSI). crc-fast
+/// rather than the crc32c crate: it folds 64 bytes at a time with VPCLMULQDQ where the CPU has
+/// it and picks its path at run time. On the report machine (AMD EPYC, AVX-512), one 1 MiB
+/// batch: 37.3 µs with crc32c's SSE4.2 three-way loop, 17.9 µs with crc-fast; the CRC is the
+/// largest piece of CPU work on the append path, between one fdatasync and the next write.
+#[must_use]
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes);
+    // A 32-bit CRC comes back in the low half of the u64.
+    debug_assert!(crc <= u64::from(u32::MAX));
+    crc as u32
+}
+
 /// The fixed header of a RecordBatch v2, viewed in place.
 #[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
@@ -148,7 +161,7 @@ pub fn validate(buf: &[u8], batch_bytes_max: usize) -> Result<BatchInfo, BatchEr
         });
     }
     let stored = header.crc.get();
-    let computed = crc32c::crc32c(&buf[CRC_START..total]);
+    let computed = crc32c(&buf[CRC_START..total]);
     if stored != computed {
         return Err(BatchError::CrcMismatch { stored, computed });
     }
@@ -271,7 +284,7 @@ pub fn build_idempotent(
     buf.put_i32(base_sequence);
     buf.put_i32(count);
     buf.put_slice(&records);
-    let crc = crc32c::crc32c(&buf[CRC_START..]);
+    let crc = crc32c(&buf[CRC_START..]);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
     buf.freeze()
 }
@@ -288,6 +301,27 @@ fn put_varint(buf: &mut BytesMut, v: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// crc-fast's CRC-32C equals the crc32c crate's (the reference) on any bytes, at any
+        /// length and alignment: the SIMD paths fold 16, 64 or 256 bytes at a time and finish
+        /// the rest differently.
+        #[test]
+        fn crc_matches_the_reference(bytes in proptest::collection::vec(any::<u8>(), 0..9000), skip in 0usize..64) {
+            let s = &bytes[skip.min(bytes.len())..];
+            prop_assert_eq!(crc32c(s), ::crc32c::crc32c(s));
+        }
+    }
+
+    #[test]
+    fn crc_of_the_check_string() {
+        // The CRC-32C catalogue's check value (RFC 3720 appendix B.4), and a 1 MiB buffer
+        // that takes the widest path.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        let big: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        assert_eq!(crc32c(&big), ::crc32c::crc32c(&big));
+    }
 
     #[test]
     fn built_batch_validates() {
