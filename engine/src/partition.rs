@@ -767,6 +767,7 @@ impl<S: Storage> Partition<S> {
     /// [`Partition::finish_rolled`]; with fsync=always its data is synced here, since the
     /// flush that rolls may acknowledge batches written to it.
     async fn roll(&self, base: Offset) -> Result<()> {
+        let started = std::time::Instant::now();
         // A previous roll's segment not finished yet (rolls in quick succession, or nothing
         // drives the background work): finish it now, so at most one waits.
         self.finish_rolled().await?;
@@ -789,7 +790,12 @@ impl<S: Storage> Partition<S> {
             .sync_dir(&self.dir)
             .await
             .map_err(|e| EngineError::io("fsync dir", &self.dir, e))?;
-        tracing::debug!(partition = %self.tp, base = base.0, "rolled segment");
+        tracing::debug!(
+            partition = %self.tp,
+            base = base.0,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "rolled segment"
+        );
         self.segments.borrow_mut().insert(base.0, Rc::new(seg));
         *self.unfinished.borrow_mut() = Some(old);
         self.housekeeping.notify(usize::MAX);
