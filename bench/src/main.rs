@@ -204,9 +204,10 @@ struct EngineArgs {
     /// Measured seconds of each timed-storage breakdown run (default: half of --seconds).
     #[arg(long)]
     breakdown_seconds: Option<f64>,
-    /// CPU to pin the engine's executor to.
-    #[arg(long, default_value_t = 0)]
-    cpu: usize,
+    /// CPU to pin the engine's executor to (default: the CPU that takes the completion
+    /// interrupts of the disk under --dir, else 0; see bench/src/limits/disk_irq.rs).
+    #[arg(long)]
+    cpu: Option<usize>,
     /// Leave the engine's executor unpinned.
     #[arg(long, conflicts_with = "cpu")]
     unpinned: bool,
@@ -288,9 +289,10 @@ struct StorageArgs {
     /// The keel binary the broker cells start.
     #[arg(long, default_value = "target/release/keel")]
     keel: String,
-    /// CPU to pin the engine cells' executor to.
-    #[arg(long, default_value_t = 0)]
-    cpu: usize,
+    /// CPU to pin the engine cells' executor to (default: the CPU that takes the completion
+    /// interrupts of the disk under --dir, else 0).
+    #[arg(long)]
+    cpu: Option<usize>,
     /// Leave the engine cells' executor unpinned.
     #[arg(long, conflicts_with = "cpu")]
     unpinned: bool,
@@ -403,7 +405,10 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
             Some(s) => seconds(s, "--breakdown-seconds")?,
             None => duration / 2,
         },
-        cpu: (!args.unpinned).then_some(args.cpu),
+        cpu: (!args.unpinned).then(|| {
+            args.cpu
+                .unwrap_or_else(|| limits::default_pin_cpu(&args.dir))
+        }),
         probe_file_bytes: args.file_size as u64,
         read_fill_bytes: args.read_fill,
         log: LogSettings {
@@ -604,7 +609,10 @@ fn run_storage(args: &StorageArgs) -> anyhow::Result<()> {
         workload,
         workload_file: args.workload.display().to_string(),
         dir: args.dir.clone(),
-        cpu: (!args.unpinned).then_some(args.cpu),
+        cpu: (!args.unpinned).then(|| {
+            args.cpu
+                .unwrap_or_else(|| limits::default_pin_cpu(&args.dir))
+        }),
         keel: Some(args.keel.clone()),
         only: args.only.as_deref().map(|t| match t {
             "broker" => Target::Broker,

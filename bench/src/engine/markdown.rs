@@ -80,6 +80,14 @@ fn run_facts(s: &EngineSummary) -> String {
         mount.map_or("?", |x| x.device.as_str()),
         mount.map_or("?", |x| x.fs_type.as_str()),
     );
+    if let Some(irq) = &m.storage.disk_interrupts {
+        let _ = writeln!(
+            out,
+            "- Interrupts: {} (the engine's executor is pinned where they land unless \
+             `--cpu` says otherwise: see `bench/src/limits/disk_irq.rs`)",
+            irq.describe()
+        );
+    }
     let _ = writeln!(
         out,
         "- Load average (1/5/15 min): {} at the start, {} at the end (2 shared cores)",
@@ -183,13 +191,17 @@ fn verdict(s: &EngineSummary) -> String {
 fn limits_section(s: &EngineSummary) -> String {
     let mut out = String::from(
         "## 1. The raw limit, same run, same file system\n\n\
-         io_uring, O_DIRECT, sequential, into a preallocated file (`keel-bench limits`' probes, \
+         io_uring, O_DIRECT, sequential, into preallocated files (`keel-bench limits`' probes, \
          called from this run), each just before the engine scenarios compared with it. The \
          plain probes wrap around their file, so after the first pass they overwrite blocks \
-         already written; *fresh blocks* probes turn the file's chunk after next back into \
-         unwritten extents as they go (`FALLOC_FL_ZERO_RANGE`), so every write lands on newly \
-         allocated blocks, as a log's appends do (on ext4 each such write needs an extent \
-         conversion, and the fdatasync after it a journal commit). Each probe ran twice, \
+         already written; *unwritten blocks* probes turn the file's chunk after next back into \
+         unwritten extents as they go (`FALLOC_FL_ZERO_RANGE`), so every write converts an \
+         extent but lands on blocks the file keeps; *new files* probes write as a log does: a \
+         new file per segment, grown by `fallocate` 32 MiB ahead of the writes, the file before \
+         the previous one deleted, so every write lands on blocks newly taken from the free \
+         space (on a mount with `discard`, blocks the device was told are free, which can write \
+         slower: `docs/engine-x1-investigation.md`). New files are the fair limit of every \
+         scenario. Each probe ran twice, \
          before and after the engine scenarios of its phase; the limit is the mean, and the \
          two passes show how far the machine drifted meanwhile.\n\n\
          | probe | MB/s before | MB/s after | limit (mean) MB/s | IOPS before |\n|---|---:|---:|---:|---:|\n",
@@ -277,15 +289,16 @@ fn append_1m_section(s: &EngineSummary) -> String {
         "\n**Which comparison is fair.** With fsync=always an append is acknowledged only after \
          an fdatasync that covers it, and one appender has one append in flight. What it asks of \
          the disk is therefore exactly the raw *write+fdatasync, QD1* probe with the same block, \
-         on *fresh blocks* because a log only ever appends: that is the fair limit for one \
+         into *new files* because a log only ever appends to new segments: that is the fair \
+         limit for one \
          appender. Raw write without fdatasync measures a disk that never makes anything \
          durable (here a host write-back cache absorbs it), which no log that acknowledges only \
          durable data can match with one writer; QD32 in addition overlaps 32 writes, which an \
          appender waiting for its acknowledgement never has; and the plain probes mostly \
          overwrite blocks written on an earlier pass, which is cheaper than what a log does. \
          With 4 appenders group commit may merge up to `write_bytes_max` (4 MiB) into one write \
-         and one fdatasync, so the fair limit there is raw *write+fdatasync 4 MiB, QD1, fresh \
-         blocks*: the same disk work with no CPU time between the operations. Issue 3's \
+         and one fdatasync, so the fair limit there is raw *write+fdatasync 4 MiB, QD1, new \
+         files*: the same disk work with no CPU time between the operations. Issue 3's \
          literal target (90% of raw sequential write, no fdatasync) is shown as well.\n\n",
     );
     out
@@ -293,7 +306,7 @@ fn append_1m_section(s: &EngineSummary) -> String {
 
 fn append_16k_section(s: &EngineSummary) -> String {
     let appends = appends_where(s, 16 << 10, "always");
-    let mut out = String::from("## 2b. 16 KiB batches, fsync always, 64 appenders over 8 partitions\n\nTargets: p99 append latency at most 2× the raw fdatasync p99 of this run, and throughput at least 50% of the raw limit at 16 KiB. The fair throughput limit is raw 16 KiB writes at QD32 on fresh blocks: 64 appenders keep many batches in flight, as QD32 does, and the target asks for half of it because every acknowledgement also waits for an fdatasync. The fair latency reference is the 16 KiB fdatasync probe (the batch size appended).\n\n");
+    let mut out = String::from("## 2b. 16 KiB batches, fsync always, 64 appenders over 8 partitions\n\nTargets: p99 append latency at most 2× the raw fdatasync p99 of this run, and throughput at least 50% of the raw limit at 16 KiB. The fair throughput limit is raw 16 KiB writes at QD32 into new files: 64 appenders keep many batches in flight, as QD32 does, and the target asks for half of it because every acknowledgement also waits for an fdatasync. The fair latency reference is the 16 KiB fdatasync probe (the batch size appended).\n\n");
     out.push_str(&throughput_table(&appends));
     out.push_str("\nAppend latency against the raw fdatasync latency (µs):\n\n");
     let mut rows = latency_rows(&appends);
@@ -341,7 +354,7 @@ fn read_section(s: &EngineSummary) -> String {
 }
 
 fn never_section(s: &EngineSummary) -> String {
-    let mut out = String::from("## 2d. fsync never, for contrast\n\nThe same scenarios with no fdatasync: an append completes once its write does. The fair limit is raw write at QD1 on fresh blocks (one write in flight per partition).\n\n");
+    let mut out = String::from("## 2d. fsync never, for contrast\n\nThe same scenarios with no fdatasync: an append completes once its write does. The fair limit is raw write at QD1 into new files (one write in flight per partition).\n\n");
     for batch in [1 << 20, 16 << 10] {
         let appends = appends_where(s, batch, "never");
         out.push_str(&throughput_table(&appends));

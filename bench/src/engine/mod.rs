@@ -217,33 +217,38 @@ fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Meas
     let always = append_scenarios(FsyncPolicy::Always);
     let never = append_scenarios(FsyncPolicy::Never);
     let write_bytes_max = EngineConfig::new(scratch).write_bytes_max;
-    let probe = |block_bytes, queue_depth, fsync_each, fresh_blocks| RawProbe {
+    let probe = |block_bytes, queue_depth, fsync_each, blocks| RawProbe {
         block_bytes,
         queue_depth,
         fsync_each,
-        fresh_blocks,
+        blocks,
     };
+    // New files are the fair pattern (a log's segments); reused blocks are what earlier
+    // reports and `limits` call the plain probes; unwritten blocks (zero-range) stay for
+    // comparison with the reports before the new-files probe existed.
+    let (reused, unwritten, new_files) = (Blocks::Reused, Blocks::Unwritten, Blocks::NewFiles);
     let phases = [
         Phase {
             batch_bytes: 1 << 20,
             raw: vec![
-                probe(1 << 20, 1, false, false),
-                probe(1 << 20, 32, false, false),
-                probe(1 << 20, 1, true, false),
-                probe(1 << 20, 1, false, true),
-                probe(1 << 20, 1, true, true),
-                probe(write_bytes_max, 1, true, true),
+                probe(1 << 20, 1, false, reused),
+                probe(1 << 20, 32, false, reused),
+                probe(1 << 20, 1, true, reused),
+                probe(1 << 20, 1, true, unwritten),
+                probe(1 << 20, 1, false, new_files),
+                probe(1 << 20, 1, true, new_files),
+                probe(write_bytes_max, 1, true, new_files),
             ],
             scenarios: vec![&always[0], &always[1], &never[0], &never[1]],
         },
         Phase {
             batch_bytes: 16 << 10,
             raw: vec![
-                probe(16 << 10, 1, false, false),
-                probe(16 << 10, 32, false, false),
-                probe(16 << 10, 1, true, false),
-                probe(16 << 10, 32, false, true),
-                probe(16 << 10, 1, true, true),
+                probe(16 << 10, 1, false, reused),
+                probe(16 << 10, 32, false, reused),
+                probe(16 << 10, 1, true, reused),
+                probe(16 << 10, 32, false, new_files),
+                probe(16 << 10, 1, true, new_files),
             ],
             scenarios: vec![&always[2], &never[2]],
         },
@@ -315,11 +320,7 @@ fn raw_write(
         duration: config.duration,
         fsync_each: probe.fsync_each,
         file_bytes: config.probe_file_bytes,
-        blocks: if probe.fresh_blocks {
-            Blocks::Unwritten
-        } else {
-            Blocks::Reused
-        },
+        blocks: probe.blocks,
     };
     let result = limits::disk_write_with(scratch, &params)
         .with_context(|| format!("{} probe", probe.label()))?;

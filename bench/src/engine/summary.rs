@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::LatencySummary;
-use crate::limits::{DiskWriteResult, MachineInfo};
+use crate::limits::{Blocks, DiskWriteResult, MachineInfo};
 use crate::report::GitRef;
 use crate::units::{format_bytes_human, size_tag};
 
@@ -88,32 +88,38 @@ pub struct RawProbe {
     pub block_bytes: usize,
     pub queue_depth: usize,
     pub fsync_each: bool,
-    pub fresh_blocks: bool,
+    pub blocks: Blocks,
 }
 
 impl RawProbe {
-    /// `raw_write_1m_qd32`, `raw_write_fdatasync_fresh_1m_qd1`.
+    /// `raw_write_1m_qd32`, `raw_write_fdatasync_fresh_1m_qd1` (unwritten blocks, the key of
+    /// earlier reports), `raw_write_fdatasync_newfiles_1m_qd1`.
     pub fn key(&self) -> String {
         format!(
             "raw_write{}{}_{}_qd{}",
             if self.fsync_each { "_fdatasync" } else { "" },
-            if self.fresh_blocks { "_fresh" } else { "" },
+            match self.blocks {
+                Blocks::Reused => "",
+                Blocks::Unwritten => "_fresh",
+                Blocks::NewFiles => "_newfiles",
+            },
             size_tag(self.block_bytes),
             self.queue_depth
         )
     }
 
-    /// `raw write 1 MiB QD32`, `raw write+fdatasync 1 MiB QD1, fresh blocks`.
+    /// `raw write 1 MiB QD32`, `raw write+fdatasync 1 MiB QD1, unwritten blocks`,
+    /// `raw write+fdatasync 1 MiB QD1, new files`.
     pub fn label(&self) -> String {
         format!(
             "raw write{} {} QD{}{}",
             if self.fsync_each { "+fdatasync" } else { "" },
             format_bytes_human(self.block_bytes),
             self.queue_depth,
-            if self.fresh_blocks {
-                ", fresh blocks"
-            } else {
-                ""
+            match self.blocks {
+                Blocks::Reused => "",
+                Blocks::Unwritten => ", unwritten blocks",
+                Blocks::NewFiles => ", new files",
             }
         )
     }
@@ -146,7 +152,7 @@ impl RawWrite {
             block_bytes: r.block_bytes,
             queue_depth: r.queue_depth,
             fsync_each: r.fsync_each,
-            fresh_blocks: r.fresh_blocks,
+            blocks: Blocks::of(r),
         }
     }
 
@@ -423,7 +429,8 @@ pub fn fractions(raw: &[RawWrite], phase_batch_bytes: usize, mb_per_s: f64) -> V
 }
 
 /// The fair raw limit of each fsync-always append scenario (see the report's text for why),
-/// always on fresh blocks, as a log writes: 1 appender, write+fdatasync of one batch at QD1,
+/// always into new files, as a log writes (segments are new files, grown ahead of the writes
+/// and deleted by retention; see `docs/engine-x1-investigation.md`): 1 appender, write+fdatasync of one batch at QD1,
 /// exactly what it asks of the disk; 4 appenders, write+fdatasync of the largest group
 /// (4 MiB, the engine's `write_bytes_max`); 64 appenders of 16 KiB, the device's 16 KiB
 /// limit at QD32.
@@ -432,7 +439,7 @@ pub fn fair_limit_key(scenario: &str) -> Option<String> {
         block_bytes,
         queue_depth,
         fsync_each,
-        fresh_blocks: true,
+        blocks: Blocks::NewFiles,
     };
     let p = match scenario {
         "append_1m_always_x1" => probe(1 << 20, 1, true),
@@ -516,19 +523,28 @@ mod tests {
             block_bytes: 1 << 20,
             queue_depth: 32,
             fsync_each: false,
-            fresh_blocks: false,
+            blocks: Blocks::Reused,
         };
         assert_eq!(probe.key(), "raw_write_1m_qd32");
         let fresh = RawProbe {
             block_bytes: 16 << 10,
             queue_depth: 1,
             fsync_each: true,
-            fresh_blocks: true,
+            blocks: Blocks::Unwritten,
         };
         assert_eq!(fresh.key(), "raw_write_fdatasync_fresh_16k_qd1");
         assert_eq!(
             fresh.label(),
-            "raw write+fdatasync 16 KiB QD1, fresh blocks"
+            "raw write+fdatasync 16 KiB QD1, unwritten blocks"
+        );
+        let new_files = RawProbe {
+            blocks: Blocks::NewFiles,
+            ..fresh
+        };
+        assert_eq!(new_files.key(), "raw_write_fdatasync_newfiles_16k_qd1");
+        assert_eq!(
+            fair_limit_key("append_1m_always_x1").as_deref(),
+            Some("raw_write_fdatasync_newfiles_1m_qd1")
         );
         assert!(Bound::AtLeast(0.9).holds(0.95) && !Bound::AtLeast(0.9).holds(0.85));
         assert!(Bound::AtMost(2.0).holds(1.5) && !Bound::AtMost(2.0).holds(2.5));

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::disk_irq::{disk_interrupts, DiskInterrupts};
+
 /// The machine and the storage under one directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineInfo {
@@ -40,6 +42,9 @@ pub struct StorageInfo {
     pub fs_magic_name: Option<String>,
     /// The /proc/mounts entry whose mount point holds `dir`.
     pub mount: Option<MountEntry>,
+    /// The completion interrupts of the disk under `dir`, per CPU since boot, when found.
+    #[serde(default)]
+    pub disk_interrupts: Option<DiskInterrupts>,
 }
 
 /// One line of /proc/mounts.
@@ -99,6 +104,7 @@ pub fn storage_info(dir: &Path) -> anyhow::Result<StorageInfo> {
         fs_magic: format!("{magic:#x}"),
         fs_magic_name: fs_magic_name(magic).map(str::to_owned),
         mount,
+        disk_interrupts: disk_interrupts(&dir),
         dir: shown,
     })
 }

@@ -9,10 +9,12 @@
 //! | `fsync_latency` | [`fsync_latency`] | the latency of every fdatasync after an O_DIRECT block write |
 //! | `loopback` | [`loopback_throughput`], [`loopback_rtt`] | 127.0.0.1 TCP streaming throughput and ping-pong round trips |
 //! | `machine` | [`machine_info`] | CPU, cores, memory, kernel, file system and device of the probe directory |
+//! | `disk_irq` | [`disk_interrupts`] | which CPU takes the completion interrupts of the disk under a directory |
 //!
 //! [`run_limits`] runs them all from a [`LimitsConfig`] (what `keel-bench limits` does), and
 //! `summary` turns the result into the JSON, Markdown, HDR and PNG files of a report.
 
+mod disk_irq;
 mod disk_write;
 mod fsync_latency;
 mod loopback;
@@ -25,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+pub use disk_irq::{default_pin_cpu, disk_interrupts, parse_interrupts, DiskInterrupts};
 pub use disk_write::{
     disk_write, disk_write_with, Blocks, DiskWriteParams, DiskWriteResult,
     DEFAULT_PROBE_FILE_BYTES, QUEUE_DEPTH_MAX,
