@@ -227,6 +227,10 @@ struct EngineArgs {
     /// Batch cache of the append scenarios' shard.
     #[arg(long, value_parser = parse_bytes, default_value = "256m")]
     cache: usize,
+    /// Deleted segments each partition keeps and reuses as new segments (the engine's
+    /// segment_spares_max; 0, the default, deletes them).
+    #[arg(long, default_value_t = 0)]
+    segment_spares: usize,
     /// I/O backend the engine runs on, with its options as in the storage matrix: glommio
     /// (glommio's executor and DMA files), uring (the poll runtime and a ring per shard; options
     /// fixed_buffers, fixed_files, sqpoll, linked_sync) or pwrite (buffered, direct); for
@@ -415,7 +419,10 @@ fn run_engine(args: &EngineArgs) -> anyhow::Result<()> {
             segment_bytes_max: args.segment_size as u64,
             retention_bytes: args.retention as u64,
             cache_bytes: args.cache,
-            tuning: engine::append::Tuning::default(),
+            tuning: engine::append::Tuning {
+                segment_spares_max: args.segment_spares,
+                ..engine::append::Tuning::default()
+            },
         },
         backend,
         backend_options,

@@ -155,6 +155,12 @@ pub struct EngineConfig {
     pub ring_depth: usize,
     /// Bytes by which segment files are preallocated ahead of the write position.
     pub preallocate_bytes: u64,
+    /// Log files of retention-deleted segments each partition keeps as spares, to become its
+    /// next segments instead of new files (0: delete them, Kafka's behaviour). A recycled
+    /// file's blocks are already allocated and written, so appends into it overwrite instead
+    /// of allocating (on ext4: no extent conversion at fdatasync; on a `discard` mount, no
+    /// discard at deletion). Each spare holds up to a segment's bytes of disk.
+    pub segment_spares_max: usize,
     /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5).
     pub producer_batches_max: usize,
     /// How many producer ids one partition remembers; the least recently used is dropped.
@@ -192,6 +198,7 @@ impl EngineConfig {
             io_memory_bytes: 1 << 20,
             ring_depth: 128,
             preallocate_bytes: 32 << 20,
+            segment_spares_max: 0,
             producer_batches_max: 5,
             producers_per_partition_max: 10_000,
             pin_cores: true,

@@ -98,6 +98,8 @@ pub struct PartitionLimits {
     pub write_bytes_max: usize,
     /// Preallocation step.
     pub preallocate_bytes: u64,
+    /// Deleted segments' log files kept to be recycled as new segments.
+    pub segment_spares_max: usize,
     /// Producer ids remembered.
     pub producers_max: usize,
     /// Batches remembered per producer.
@@ -118,6 +120,7 @@ impl PartitionLimits {
             append_queue_bytes_max: c.append_queue_bytes_max,
             write_bytes_max: c.write_bytes_max,
             preallocate_bytes: c.preallocate_bytes,
+            segment_spares_max: c.segment_spares_max,
             producers_max: c.producers_per_partition_max,
             producer_batches_max: c.producer_batches_max,
             group_commit: c.group_commit,
@@ -182,6 +185,52 @@ pub struct Partition<S: Storage> {
     finish_lock: futures::lock::Mutex<()>,
     /// Notified when a segment waits to be finished in the background.
     housekeeping: Event,
+    /// Log files of deleted segments kept to become the next segments (at most
+    /// `segment_spares_max`; FORMAT.md, "Spare files").
+    spares: RefCell<Vec<PathBuf>>,
+}
+
+/// Deletes those of `paths` that exist, then syncs `dir`.
+async fn remove_and_sync<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    paths: impl IntoIterator<Item = PathBuf>,
+) -> Result<()> {
+    for path in paths {
+        if storage.exists(&path) {
+            storage
+                .remove(&path)
+                .await
+                .map_err(|e| EngineError::io("remove", &path, e))?;
+        }
+    }
+    storage
+        .sync_dir(dir)
+        .await
+        .map_err(|e| EngineError::io("fsync dir", dir, e))
+}
+
+/// A spare's name: the deleted segment's base offset, `.spare` (not `.log`, so recovery never
+/// takes it for a segment).
+fn spare_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{:020}.spare", base.0))
+}
+
+/// The spare files in `dir`, oldest first, keeping at most `max`: the rest are deleted (the
+/// setting went down, or a crash came between a rename and the next step).
+async fn open_spares<S: Storage>(storage: &S, dir: &Path, max: usize) -> Result<Vec<PathBuf>> {
+    let mut names: Vec<String> = storage
+        .list_dir(dir)
+        .map_err(|e| EngineError::io("list", dir, e))?
+        .into_iter()
+        .filter(|n| n.ends_with(".spare"))
+        .collect();
+    names.sort_unstable();
+    let mut spares: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    if spares.len() > max {
+        remove_and_sync(storage, dir, spares.drain(max..)).await?;
+    }
+    Ok(spares)
 }
 
 /// The segments of the partition in `dir`, each recovered (FORMAT.md, "Recovery"), and the
@@ -247,18 +296,8 @@ async fn open_segments<S: Storage>(
                 // It lost its tail (never synced, or torn): the log is a prefix, so the
                 // segment after it goes too, and this one is the active segment again.
                 tracing::warn!(partition = %tp, base, end = end.0, dropped_from = last_base, "the segment before the active one lost its tail: dropping the segment after it");
-                for path in crate::segment::paths(dir, Offset(last_base)) {
-                    if storage.exists(&path) {
-                        storage
-                            .remove(&path)
-                            .await
-                            .map_err(|e| EngineError::io("remove", &path, e))?;
-                    }
-                }
-                storage
-                    .sync_dir(dir)
-                    .await
-                    .map_err(|e| EngineError::io("fsync dir", dir, e))?;
+                remove_and_sync(storage, dir, crate::segment::paths(dir, Offset(last_base)))
+                    .await?;
                 segments.insert(base, Rc::new(seg));
                 break;
             }
@@ -345,6 +384,7 @@ impl<S: Storage> Partition<S> {
                 .await
                 .map_err(|e| EngineError::io("fsync dir", &dir, e))?;
         }
+        let spares = open_spares(&storage, &dir, limits.segment_spares_max).await?;
         let log_start = Offset(*segments.keys().next().unwrap_or(&0));
         let end = log_end(&segments);
         let st = State {
@@ -370,6 +410,7 @@ impl<S: Storage> Partition<S> {
             unfinished: RefCell::new(None),
             finish_lock: futures::lock::Mutex::new(()),
             housekeeping: Event::new(),
+            spares: RefCell::new(spares),
         })
     }
 
@@ -785,7 +826,7 @@ impl<S: Storage> Partition<S> {
             .write_atomic(&snap, &producers)
             .await
             .map_err(|e| EngineError::io("write", &snap, e))?;
-        let seg = Segment::open(&self.storage, &self.dir, base, true).await?;
+        let seg = self.open_next_segment(base).await?;
         self.storage
             .sync_dir(&self.dir)
             .await
@@ -800,6 +841,26 @@ impl<S: Storage> Partition<S> {
         *self.unfinished.borrow_mut() = Some(old);
         self.housekeeping.notify(usize::MAX);
         Ok(())
+    }
+
+    /// The new active segment at `base`: a spare renamed to its name when there is one (its
+    /// old batches past the new end are never read: reads stop at the written end, and
+    /// recovery at the first batch whose offset does not follow), else a new file. The caller
+    /// syncs the directory before anything written to it is acknowledged.
+    async fn open_next_segment(&self, base: Offset) -> Result<Segment<S::File>> {
+        let spare = self.spares.borrow_mut().pop();
+        if let Some(spare) = spare {
+            let [log_path, ..] = crate::segment::paths(&self.dir, base);
+            self.storage
+                .rename(&spare, &log_path)
+                .await
+                .map_err(|e| EngineError::io("rename", &spare, e))?;
+            let seg = Segment::open(&self.storage, &self.dir, base, false).await?;
+            seg.adopt_allocated().await?;
+            tracing::debug!(partition = %self.tp, base = base.0, spare = %spare.display(), "recycled a spare as the next segment");
+            return Ok(seg);
+        }
+        Segment::open(&self.storage, &self.dir, base, true).await
     }
 
     /// Whether `seg` is the rolled segment waiting to be finished: it is not deleted yet (the
@@ -1013,13 +1074,36 @@ impl<S: Storage> Partition<S> {
         }
         self.cache.borrow_mut().remove_below(self.uid, next_base);
         let base = seg.base;
-        // A reader still holding the segment keeps its files open until it is done.
-        if let Ok(seg) = Rc::try_unwrap(seg) {
-            if let Err(e) = seg.close().await {
-                tracing::warn!(partition = %self.tp, error = %e, "closing a deleted segment");
+        // A reader still holding the segment keeps its files open until it is done; such a
+        // file is unlinked, never kept as a spare, since the next roll would write over what
+        // the reader is reading.
+        let sole = match Rc::try_unwrap(seg) {
+            Ok(seg) => {
+                if let Err(e) = seg.close().await {
+                    tracing::warn!(partition = %self.tp, error = %e, "closing a deleted segment");
+                }
+                true
             }
+            Err(_) => false,
+        };
+        let [log_path, index_path, time_path] = crate::segment::paths(&self.dir, base);
+        let keep = sole && self.spares.borrow().len() < self.limits.segment_spares_max;
+        if keep {
+            // Kept as a spare: the rename takes the segment away as the unlink would (its
+            // name no longer ends in `.log`), and the blocks stay allocated for the next roll.
+            let spare = spare_path(&self.dir, base);
+            self.storage
+                .rename(&log_path, &spare)
+                .await
+                .map_err(|e| EngineError::io("rename", &log_path, e))?;
+            self.spares.borrow_mut().push(spare);
+        } else {
+            self.storage
+                .remove(&log_path)
+                .await
+                .map_err(|e| EngineError::io("remove", &log_path, e))?;
         }
-        for path in crate::segment::paths(&self.dir, base) {
+        for path in [index_path, time_path] {
             self.storage
                 .remove(&path)
                 .await
@@ -1029,7 +1113,7 @@ impl<S: Storage> Partition<S> {
             .sync_dir(&self.dir)
             .await
             .map_err(|e| EngineError::io("fsync dir", &self.dir, e))?;
-        tracing::info!(partition = %self.tp, base = base.0, log_start = next_base, "retention deleted segment");
+        tracing::info!(partition = %self.tp, base = base.0, log_start = next_base, kept_as_spare = keep, "retention deleted segment");
         Ok(())
     }
 

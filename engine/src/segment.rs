@@ -178,6 +178,17 @@ impl<F: StorageFile> Segment<F> {
         Ok(())
     }
 
+    /// For a recycled file (a spare renamed to this new segment): its blocks up to its size
+    /// are allocated already, so appends inside it need no preallocation. Its old bytes stay
+    /// until overwritten; nothing reads past the written end.
+    pub async fn adopt_allocated(&self) -> Result<()> {
+        let size = self.log.size().await.map_err(io_err("stat", &self.path))?;
+        let mut st = self.st.borrow_mut();
+        debug_assert_eq!(st.written, 0, "only a new segment adopts a file");
+        st.preallocated = align_down(size);
+        Ok(())
+    }
+
     /// Writes `batches` (offsets already assigned) after the current end, in one write.
     /// Updates the indexes every `index_interval_bytes`.
     pub async fn append(

@@ -169,6 +169,15 @@ impl Storage for SimStorage {
             .ok_or_else(|| not_found(path))
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        yield_now().await;
+        let mut fs = self.0.borrow_mut();
+        let file = fs.files.remove(from).ok_or_else(|| not_found(from))?;
+        // An open handle keeps the same state under the new name, as an inode does.
+        fs.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
     async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }

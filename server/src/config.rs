@@ -250,6 +250,11 @@ pub struct Config {
     /// Bytes by which segment files are preallocated.
     #[arg(long, default_value_t = engine_defaults().preallocate_bytes)]
     pub preallocate_bytes: u64,
+    /// Log files of retention-deleted segments each partition keeps and reuses as its next
+    /// segments instead of new files (0: delete them). Appends into a reused file overwrite
+    /// allocated blocks; each spare holds up to a segment's bytes of disk.
+    #[arg(long, default_value_t = engine_defaults().segment_spares_max)]
+    pub segment_spares_max: usize,
     /// Recent batches remembered per idempotent producer for duplicate detection.
     #[arg(long, default_value_t = engine_defaults().producer_batches_max)]
     pub producer_batches_max: usize,
@@ -452,6 +457,7 @@ impl Config {
         e.io_memory_bytes = self.io_memory_bytes;
         e.ring_depth = self.ring_depth;
         e.preallocate_bytes = self.preallocate_bytes;
+        e.segment_spares_max = self.segment_spares_max;
         e.producer_batches_max = self.producer_batches_max;
         e.producers_per_partition_max = self.producers_per_partition_max;
         e.pin_cores = self.pin_cores;

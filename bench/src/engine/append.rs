@@ -62,6 +62,8 @@ pub struct Tuning {
     pub write_bytes_max: usize,
     pub preallocate_bytes: u64,
     pub group_commit: bool,
+    /// Deleted segments kept for reuse as new segments (the engine's `segment_spares_max`).
+    pub segment_spares_max: usize,
 }
 
 impl Default for Tuning {
@@ -71,6 +73,7 @@ impl Default for Tuning {
             write_bytes_max: defaults.write_bytes_max,
             preallocate_bytes: defaults.preallocate_bytes,
             group_commit: defaults.group_commit,
+            segment_spares_max: defaults.segment_spares_max,
         }
     }
 }
@@ -132,6 +135,7 @@ pub async fn open_partitions<S: Storage>(
     config.write_bytes_max = log.tuning.write_bytes_max;
     config.preallocate_bytes = log.tuning.preallocate_bytes;
     config.group_commit = log.tuning.group_commit;
+    config.segment_spares_max = log.tuning.segment_spares_max;
     let limits = PartitionLimits::from_config(&config);
     let cache = Rc::new(RefCell::new(BatchCache::new(log.cache_bytes)));
     let mut parts = Vec::with_capacity(count);

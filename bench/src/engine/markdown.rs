@@ -99,7 +99,7 @@ fn run_facts(s: &EngineSummary) -> String {
         "- Each raw probe and engine scenario measured {:.1} s, each scenario after {:.1} s of \
          unrecorded warm-up; breakdown runs {:.1} s. I/O backend `{}`. Engine executor pinned to CPU {}. \
          Segments {}, retention {} per partition (checked every 250 ms), batch cache {}, \
-         write_bytes_max {}, raw probe files {}.\n",
+         write_bytes_max {}, raw probe files {}, spare segments kept per partition {}.\n",
         st.seconds,
         st.warmup_seconds,
         st.breakdown_seconds,
@@ -110,6 +110,7 @@ fn run_facts(s: &EngineSummary) -> String {
         format_bytes_human(st.batch_cache_bytes),
         format_bytes_human(st.write_bytes_max),
         bytes(st.probe_file_bytes),
+        st.segment_spares_max,
     );
     out
 }

@@ -158,6 +158,7 @@ fn settings(config: &EngineBenchConfig) -> Settings {
         append_queue_bytes_max: defaults.append_queue_bytes_max,
         io_memory_bytes: defaults.io_memory_bytes,
         io_backend: config.backend_spec.clone(),
+        segment_spares_max: config.log.tuning.segment_spares_max,
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Settings {
     /// buffers and files).
     #[serde(default)]
     pub io_backend: String,
+    /// Deleted segments each partition kept and reused as new segments (0: deleted).
+    #[serde(default)]
+    pub segment_spares_max: usize,
 }
 
 impl Settings {

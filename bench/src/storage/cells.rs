@@ -69,6 +69,7 @@ pub fn run_engine_cell(
             write_bytes_max: usize::try_from(s.write_bytes_max.0)?,
             preallocate_bytes: s.preallocate_bytes.0,
             group_commit: s.group_commit,
+            ..Tuning::default()
         },
     };
     let (warmup, duration) = (seconds(part.warmup_seconds)?, seconds(part.seconds)?);

@@ -189,6 +189,12 @@ pub trait Storage: Clone + 'static {
         let path = path.to_path_buf();
         blocking::unblock(move || std::fs::remove_file(path)).await
     }
+    /// Renames a file, replacing `to` if it exists. On the `blocking` pool, as the other
+    /// directory operations; durable once the directory is synced.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        blocking::unblock(move || std::fs::rename(from, to)).await
+    }
     /// Makes the directory's entries (created, renamed, removed files) durable. On the
     /// `blocking` pool too: it waits for a journal commit.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
