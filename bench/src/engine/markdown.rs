@@ -202,7 +202,9 @@ fn limits_section(s: &EngineSummary) -> String {
          the previous one deleted, so every write lands on blocks newly taken from the free \
          space (on a mount with `discard`, blocks the device was told are free, which can write \
          slower: `docs/engine-x1-investigation.md`). New files are the fair limit of every \
-         scenario. Each probe ran twice, \
+         scenario, unless the run recycled spare segments (`--segment-spares`, in the settings \
+         above): then the log overwrites allocated blocks, and the plain (reused-block) probes \
+         are. Each probe ran twice, \
          before and after the engine scenarios of its phase; the limit is the mean, and the \
          two passes show how far the machine drifted meanwhile.\n\n\
          | probe | MB/s before | MB/s after | limit (mean) MB/s | IOPS before |\n|---|---:|---:|---:|---:|\n",
@@ -412,7 +414,8 @@ fn ladder_table(s: &EngineSummary) -> String {
         ) else {
             continue;
         };
-        let raw = super::summary::fair_limit_key(scenario).and_then(|k| s.raw_write(&k));
+        let raw =
+            super::summary::fair_limit_key(scenario, &s.settings).and_then(|k| s.raw_write(&k));
         let raw_mb = raw.map_or(f64::NAN, RawWrite::mb_per_s);
         let _ = writeln!(
             out,

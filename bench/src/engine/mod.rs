@@ -239,6 +239,8 @@ fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Meas
                 probe(1 << 20, 1, false, new_files),
                 probe(1 << 20, 1, true, new_files),
                 probe(write_bytes_max, 1, true, new_files),
+                // Recycled segments overwrite: the 4 appenders' fair limit is then this one.
+                probe(write_bytes_max, 1, true, reused),
             ],
             scenarios: vec![&always[0], &always[1], &never[0], &never[1]],
         },
