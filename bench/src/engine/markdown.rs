@@ -202,9 +202,9 @@ fn limits_section(s: &EngineSummary) -> String {
          the previous one deleted, so every write lands on blocks newly taken from the free \
          space (on a mount with `discard`, blocks the device was told are free, which can write \
          slower: `docs/engine-x1-investigation.md`). New files are the fair limit of every \
-         scenario, unless the run recycled spare segments (`--segment-spares`, in the settings \
-         above): then the log overwrites allocated blocks, and the plain (reused-block) probes \
-         are. Each probe ran twice, \
+         scenario, unless it recycled spare segments (`--segment-spares`, in the settings \
+         above, and retention deleted segments in its window): then the log overwrites \
+         allocated blocks, and the plain (reused-block) probes are. Each probe ran twice, \
          before and after the engine scenarios of its phase; the limit is the mean, and the \
          two passes show how far the machine drifted meanwhile.\n\n\
          | probe | MB/s before | MB/s after | limit (mean) MB/s | IOPS before |\n|---|---:|---:|---:|---:|\n",
@@ -415,7 +415,8 @@ fn ladder_table(s: &EngineSummary) -> String {
             continue;
         };
         let raw =
-            super::summary::fair_limit_key(scenario, &s.settings).and_then(|k| s.raw_write(&k));
+            super::summary::fair_limit_key(scenario, super::summary::recycled(a, &s.settings))
+                .and_then(|k| s.raw_write(&k));
         let raw_mb = raw.map_or(f64::NAN, RawWrite::mb_per_s);
         let _ = writeln!(
             out,
