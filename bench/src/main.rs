@@ -228,8 +228,8 @@ struct EngineArgs {
     #[arg(long, value_parser = parse_bytes, default_value = "256m")]
     cache: usize,
     /// Deleted segments each partition keeps and reuses as new segments (the engine's
-    /// segment_spares_max; 0, the default, deletes them).
-    #[arg(long, default_value_t = 0)]
+    /// segment_spares_max; its default, 0, deletes them).
+    #[arg(long, default_value_t = keel_engine::EngineConfig::new(".").segment_spares_max)]
     segment_spares: usize,
     /// I/O backend the engine runs on, with its options as in the storage matrix: glommio
     /// (glommio's executor and DMA files), uring (the poll runtime and a ring per shard; options

@@ -241,7 +241,10 @@ where
     first_err.map_or(Ok(()), Err)
 }
 
-fn core_ids() -> Vec<usize> {
+/// The CPUs this process may run on (its affinity mask), in order; `[0]` when the mask cannot
+/// be read. Shards are pinned to these; keel-bench checks its default pin against them.
+#[must_use]
+pub fn core_ids() -> Vec<usize> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`.
     let rc =

@@ -88,23 +88,8 @@ pub fn default_pin_cpu(dir: &Path) -> usize {
     existing
         .and_then(disk_interrupts)
         .and_then(|d| d.busiest_cpu())
-        .filter(|cpu| may_run_on(*cpu))
+        .filter(|cpu| keel_engine::shard::core_ids().contains(cpu))
         .unwrap_or(0)
-}
-
-/// Whether this thread's affinity mask holds `cpu`.
-fn may_run_on(cpu: usize) -> bool {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return false;
-    }
-    // SAFETY: a zeroed cpu_set_t is the empty set; sched_getaffinity writes at most
-    // size_of::<cpu_set_t>() bytes into it, and CPU_ISSET reads inside it for cpu below
-    // CPU_SETSIZE (checked above).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set) == 0
-            && libc::CPU_ISSET(cpu, &set)
-    }
 }
 
 /// The MSI vectors of the first of `device` and its parents that lists any.
@@ -194,6 +179,6 @@ NMI:          0          0   Non-maskable interrupts
             assert!(!d.per_cpu.is_empty());
         }
         let cpu = default_pin_cpu(Path::new("no/such/dir/below/here"));
-        assert!(cpu == 0 || may_run_on(cpu));
+        assert!(cpu == 0 || keel_engine::shard::core_ids().contains(&cpu));
     }
 }
