@@ -3,6 +3,15 @@
 //! when full, the oldest inserted batches are evicted first (a FIFO suits a log, where readers
 //! trail the writer); an evicted batch is read from disk instead.
 //!
+//! A cached batch is usually a slice of the buffer the log was written from
+//! (`Segment::append`), which it keeps alive whole: the few bytes of the previous tail block
+//! before the batches and the zero padding after them. The cache charges batch bytes only, so
+//! a write buffer is shared this way only when that overhead is at most 1/16 of its batches
+//! (`segment::SHARED_OVERHEAD_DIVISOR`), else its batches are copied out; eviction is in
+//! insertion order, which keeps one write's batches together. So the memory the cache keeps
+//! alive stays within 17/16 of `batch_cache_bytes_max`, plus one write buffer
+//! (`write_bytes_max`) that eviction has only partly released.
+//!
 //! The eviction queue `order` names batches by (partition, base offset, insertion number).
 //! Retention and topic deletion remove batches from the maps without searching the queue, so
 //! it may hold stale names: eviction skips a name whose batch is gone or was replaced, and the

@@ -126,7 +126,9 @@ pub struct EngineConfig {
     /// Topic settings used where a topic sets none.
     pub topic_defaults: TopicConfig,
     /// Bytes of recent batches each shard keeps in memory for reads. Past it the oldest
-    /// batches are evicted (reads then go to disk).
+    /// batches are evicted (reads then go to disk). Cached batches share their write buffers,
+    /// so the memory kept is at most 17/16 of this plus one `write_bytes_max` (see
+    /// `batch_cache`).
     pub batch_cache_bytes_max: usize,
     /// Bytes of appended data a partition may hold queued before they are written. Past it,
     /// appends wait (back-pressure) rather than grow memory.

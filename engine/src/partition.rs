@@ -1,11 +1,13 @@
 //! A partition: its ordered segments, the append path with group commit, reads, retention.
 //!
 //! ```text
-//! append ─ validate ─ producer check ─ assign offsets (patch baseOffset) ─ pending queue
+//! append ─ validate ─ producer check ─ assign offsets ─ pending queue (producer's bytes)
 //!                                                                              │
 //!   the first waiter to find no flush running becomes the flusher:           ▼
-//!   take every pending batch ─ one write per segment (roll first if full) ─ fdatasync
-//!   (fsync=always) ─ move `written`/`synced` ─ wake every waiter
+//!   take every pending batch ─ one write per segment (roll first if full; each batch
+//!   copied once, into the write buffer, baseOffset patched there) ─ batch cache (slices of
+//!   the written buffer) ─ fdatasync (fsync=always) ─ move `written`/`synced` ─ wake every
+//!   waiter
 //! ```
 //! Appends that arrive while a flush runs queue up and share the next write and fdatasync:
 //! that is group commit. Offsets are assigned in queue order, so the log is written in offset
@@ -28,7 +30,7 @@ use std::{
     rc::Rc,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use event_listener::{Event, EventListener};
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +133,8 @@ impl PartitionLimits {
 #[derive(Debug, Default)]
 struct State {
     next_offset: Offset,
+    /// Batches waiting for a write: their offsets assigned in the `BatchInfo`, their bytes
+    /// as the producer sent them (slices of the request, not yet patched).
     pending: Vec<(Bytes, BatchInfo)>,
     pending_bytes: usize,
     written: Offset,
@@ -535,8 +539,8 @@ impl<S: Storage> Partition<S> {
         }
         let base = st.next_offset;
         for (bytes, mut info) in parts {
-            let mut patched = BytesMut::from(&bytes[..]);
-            batch::set_base_offset(&mut patched, st.next_offset.0);
+            // The offset is assigned here; the bytes keep the producer's baseOffset until the
+            // write copies them into its buffer and patches it there (`Segment::append`).
             info.base_offset = st.next_offset.0;
             st.next_offset = Offset(info.last_offset() + 1);
             st.producers.record(
@@ -544,8 +548,8 @@ impl<S: Storage> Partition<S> {
                 self.limits.producers_max,
                 self.limits.producer_batches_max,
             );
-            st.pending_bytes += patched.len();
-            st.pending.push((patched.freeze(), info));
+            st.pending_bytes += bytes.len();
+            st.pending.push((bytes, info));
         }
         let last = st.next_offset.plus(-1);
         debug_assert!(
@@ -772,22 +776,23 @@ impl<S: Storage> Partition<S> {
                 group_bytes += l;
                 j += 1;
             }
-            seg.append(
-                &batches[i..j],
-                config.index_interval_bytes,
-                now,
-                // At most one segment ahead: a 32 MiB step on 1 MiB segments would keep 32x
-                // the data on disk in preallocated active segments.
-                self.limits.preallocate_bytes.min(config.segment_bytes_max),
-            )
-            .await?;
+            let written = seg
+                .append(
+                    &batches[i..j],
+                    config.index_interval_bytes,
+                    now,
+                    // At most one segment ahead: a 32 MiB step on 1 MiB segments would keep 32x
+                    // the data on disk in preallocated active segments.
+                    self.limits.preallocate_bytes.min(config.segment_bytes_max),
+                )
+                .await?;
             let mut cache = self.cache.borrow_mut();
-            for (b, info) in &batches[i..j] {
+            for ((_, info), bytes) in batches[i..j].iter().zip(written) {
                 cache.insert(
                     self.uid,
                     info.base_offset,
                     CachedBatch {
-                        bytes: b.clone(),
+                        bytes,
                         last_offset: info.last_offset(),
                     },
                 );

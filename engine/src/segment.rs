@@ -83,6 +83,47 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |e| EngineError::io(op, path, e)
 }
 
+/// A written buffer's share that may be overhead (the old tail block's bytes before the
+/// batches, zero padding after them) for the batch cache to keep slices of it: at most 1/16.
+/// A cached slice keeps its whole buffer alive while the cache charges only the batch's
+/// bytes, so past this share (a small write: one 100-byte batch in an 8 KiB buffer) the
+/// batches are copied out instead, and the cache's memory stays within 17/16 of its bound.
+pub const SHARED_OVERHEAD_DIVISOR: usize = 16;
+
+/// The written batches as the batch cache keeps them: slices of `shared` (the written
+/// buffer, batches from byte `first`) when it came back and carries little overhead, copies
+/// of its slices when it carries more, and patched copies of the producer's bytes when the
+/// backend gave no buffer back.
+fn cacheable(batches: &[(Bytes, BatchInfo)], shared: Option<Bytes>, first: usize) -> Vec<Bytes> {
+    let total: usize = batches.iter().map(|(b, _)| b.len()).sum();
+    match shared {
+        Some(buf) => {
+            let slice = buf.len() <= total + total / SHARED_OVERHEAD_DIVISOR;
+            let mut at = first;
+            batches
+                .iter()
+                .map(|(b, _)| {
+                    let range = at..at + b.len();
+                    at += b.len();
+                    if slice {
+                        buf.slice(range)
+                    } else {
+                        Bytes::copy_from_slice(&buf[range])
+                    }
+                })
+                .collect()
+        }
+        None => batches
+            .iter()
+            .map(|(b, info)| {
+                let mut patched = bytes::BytesMut::from(&b[..]);
+                batch::set_base_offset(&mut patched, info.base_offset);
+                patched.freeze()
+            })
+            .collect(),
+    }
+}
+
 impl SegState {
     /// The largest timestamp the time index knows (its entries only ever increase).
     #[must_use]
@@ -189,16 +230,21 @@ impl<F: StorageFile> Segment<F> {
         Ok(())
     }
 
-    /// Writes `batches` (offsets already assigned) after the current end, in one write.
-    /// Updates the indexes every `index_interval_bytes`.
+    /// Writes `batches` after the current end, in one write, and returns each batch's bytes
+    /// as written, for the batch cache. The batches are as the producer sent them, their
+    /// offsets assigned in their `BatchInfo` only: each is copied once, into the write
+    /// buffer, and its baseOffset patched there. Where the backend hands the written buffer
+    /// back as `Bytes` ([`StorageFile::write_at_shared`]), the returned batches are slices of
+    /// it, with no second copy; see [`cacheable`] for when they are copied anyway. Updates
+    /// the indexes every `index_interval_bytes`.
     pub async fn append(
         &self,
         batches: &[(Bytes, BatchInfo)],
         index_interval_bytes: u32,
         now_ms: i64,
         preallocate_bytes: u64,
-    ) -> Result<()> {
-        let (buf, pos, new_written) = {
+    ) -> Result<Vec<Bytes>> {
+        let (buf, pos, new_written, first, tail) = {
             let st = self.st.borrow();
             let start = align_down(st.written);
             let new_written = st.written + batches.iter().map(|(b, _)| b.len() as u64).sum::<u64>();
@@ -207,21 +253,27 @@ impl<F: StorageFile> Segment<F> {
             let mut buf = self.log.alloc_unzeroed(len);
             let bytes = buf.bytes_mut();
             bytes[..st.tail.len()].copy_from_slice(&st.tail);
-            let mut at = st.tail.len();
-            for (b, _) in batches {
-                bytes[at..at + b.len()].copy_from_slice(b);
+            let first = st.tail.len();
+            let mut at = first;
+            for (b, info) in batches {
+                let to = &mut bytes[at..at + b.len()];
+                to.copy_from_slice(b);
+                batch::set_base_offset(to, info.base_offset);
                 at += b.len();
             }
             // Zeros after the last batch up to the block end: where recovery looks for the
             // next header.
             bytes[at..].fill(0);
-            (buf, start, new_written)
+            // The new partial last block, kept in memory for the next write.
+            let tail_from = usize::try_from(align_down(new_written) - start).unwrap_or(at);
+            let tail = bytes[tail_from..at].to_vec();
+            (buf, start, new_written, first, tail)
         };
         self.preallocate(new_written, preallocate_bytes).await?;
         let len = usize::try_from(align_up(new_written) - pos).unwrap_or(usize::MAX);
-        let done = self
+        let (done, shared) = self
             .log
-            .write_at(buf, pos)
+            .write_at_shared(buf, pos)
             .await
             .map_err(io_err("write", &self.path))?;
         if done != len {
@@ -234,7 +286,8 @@ impl<F: StorageFile> Segment<F> {
                 ),
             ));
         }
-        self.after_write(batches, new_written, index_interval_bytes, now_ms)
+        self.after_write(batches, new_written, tail, index_interval_bytes, now_ms);
+        Ok(cacheable(batches, shared, first))
     }
 
     async fn preallocate(&self, new_written: u64, step: u64) -> Result<()> {
@@ -257,9 +310,10 @@ impl<F: StorageFile> Segment<F> {
         &self,
         batches: &[(Bytes, BatchInfo)],
         new_written: u64,
+        tail: Vec<u8>,
         index_interval_bytes: u32,
         now_ms: i64,
-    ) -> Result<()> {
+    ) {
         let mut st = self.st.borrow_mut();
         let mut pos = st.written;
         for (b, info) in batches {
@@ -267,25 +321,16 @@ impl<F: StorageFile> Segment<F> {
             pos += b.len() as u64;
         }
         assert_eq!(pos, new_written, "batch lengths add up to the write");
-        // Keep the new partial last block in memory for the next write: the last
-        // `new_written - align_down(new_written)` bytes of old tail ++ batches.
-        let old_start = align_down(st.written);
-        let from = usize::try_from(align_down(new_written) - old_start).unwrap_or(0);
-        let mut tail = Vec::with_capacity(usize::try_from(new_written % BLOCK_BYTES).unwrap_or(0));
-        let mut at = 0usize;
-        for piece in std::iter::once(&st.tail[..]).chain(batches.iter().map(|(b, _)| &b[..])) {
-            let end = at + piece.len();
-            if end > from {
-                tail.extend_from_slice(&piece[from.saturating_sub(at)..]);
-            }
-            at = end;
-        }
+        assert_eq!(
+            tail.len() as u64,
+            new_written % BLOCK_BYTES,
+            "the tail is the last partial block"
+        );
         st.tail = tail;
         st.written = new_written;
         if st.first_append_ms < 0 {
             st.first_append_ms = now_ms;
         }
-        Ok(())
     }
 
     /// Updates next offset, max timestamp and the indexes for a batch at `pos`.
@@ -673,4 +718,83 @@ async fn write_pages<F: StorageFile>(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two batches with offsets 100 and 101 assigned, and the write buffer they would be
+    /// written in after `first` bytes of an old tail, padded to the block with `pad` more.
+    fn written(first: usize, pad: usize) -> (Vec<(Bytes, BatchInfo)>, Bytes) {
+        let batches: Vec<(Bytes, BatchInfo)> = [b"one".as_slice(), b"two"]
+            .iter()
+            .zip([100, 101])
+            .map(|(v, base)| {
+                let b = batch::build(0, &[v]);
+                let mut info = batch::validate(&b, usize::MAX).expect("valid");
+                info.base_offset = base;
+                (b, info)
+            })
+            .collect();
+        let mut buf = vec![7u8; first];
+        for (b, info) in &batches {
+            let at = buf.len();
+            buf.extend_from_slice(b);
+            batch::set_base_offset(&mut buf[at..], info.base_offset);
+        }
+        buf.resize(buf.len() + pad, 0);
+        (batches, Bytes::from(buf))
+    }
+
+    fn check_patched(out: &[Bytes], batches: &[(Bytes, BatchInfo)]) {
+        assert_eq!(out.len(), batches.len());
+        for (o, (b, info)) in out.iter().zip(batches) {
+            assert_eq!(
+                batch::info(o).expect("header").base_offset,
+                info.base_offset
+            );
+            assert_eq!(
+                o[8..],
+                b[8..],
+                "only baseOffset differs from the producer's bytes"
+            );
+            batch::validate(o, usize::MAX).expect("the CRC still holds");
+        }
+    }
+
+    fn inside(piece: &Bytes, buf: &Bytes) -> bool {
+        let range = buf.as_ptr_range();
+        range.contains(&piece.as_ptr())
+    }
+
+    #[test]
+    fn little_overhead_shares_the_written_buffer() {
+        let (batches, buf) = written(3, 2);
+        let out = cacheable(&batches, Some(buf.clone()), 3);
+        check_patched(&out, &batches);
+        assert!(out.iter().all(|o| inside(o, &buf)), "slices, not copies");
+    }
+
+    #[test]
+    fn much_overhead_copies_out_of_the_written_buffer() {
+        let (batches, buf) = written(4000, 3000);
+        let out = cacheable(&batches, Some(buf.clone()), 4000);
+        check_patched(&out, &batches);
+        assert!(
+            out.iter().all(|o| !inside(o, &buf)),
+            "copies keep no buffer alive"
+        );
+    }
+
+    #[test]
+    fn no_buffer_back_patches_copies_of_the_producers_bytes() {
+        let (batches, _) = written(0, 0);
+        let out = cacheable(&batches, None, 0);
+        check_patched(&out, &batches);
+        assert!(out
+            .iter()
+            .zip(&batches)
+            .all(|(o, (b, _))| o.as_ptr() != b.as_ptr()));
+    }
 }

@@ -245,6 +245,14 @@ impl StorageFile for SimFile {
         SimBuf(vec![0; len])
     }
 
+    /// The simulated disk shares its buffers, as the real backends do, so that the
+    /// property test's reads come from written buffers.
+    async fn write_at_shared(&self, buf: SimBuf, pos: u64) -> io::Result<(usize, Option<Bytes>)> {
+        let bytes = Bytes::from(buf.0.clone());
+        let n = self.write_at(buf, pos).await?;
+        Ok((n, Some(bytes)))
+    }
+
     async fn write_at(&self, buf: SimBuf, pos: u64) -> io::Result<usize> {
         yield_now().await;
         assert_eq!(

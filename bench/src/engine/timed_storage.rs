@@ -174,6 +174,20 @@ pub struct TimedFile<F> {
     events: IoLog,
 }
 
+impl<F> TimedFile<F> {
+    /// Records a write that started at `start`. The buffer's length is not visible through
+    /// the trait; the result says what was written, so the event is recorded by hand.
+    fn log_write(&self, start: Instant, written: usize) {
+        self.events.borrow_mut().push(IoEvent {
+            file: self.kind,
+            op: OpKind::Write,
+            start,
+            duration: start.elapsed(),
+            bytes: written as u64,
+        });
+    }
+}
+
 impl<F: StorageFile> StorageFile for TimedFile<F> {
     type Buf = F::Buf;
 
@@ -186,18 +200,20 @@ impl<F: StorageFile> StorageFile for TimedFile<F> {
     }
 
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<usize> {
-        // The buffer's length is not visible through the trait; the result says what was
-        // written, so the event is recorded by hand.
         let start = Instant::now();
         let result = self.inner.write_at(buf, pos).await;
-        let bytes = result.as_ref().map_or(0, |n| *n as u64);
-        self.events.borrow_mut().push(IoEvent {
-            file: self.kind,
-            op: OpKind::Write,
-            start,
-            duration: start.elapsed(),
-            bytes,
-        });
+        self.log_write(start, result.as_ref().map_or(0, |n| *n));
+        result
+    }
+
+    async fn write_at_shared(
+        &self,
+        buf: Self::Buf,
+        pos: u64,
+    ) -> io::Result<(usize, Option<Bytes>)> {
+        let start = Instant::now();
+        let result = self.inner.write_at_shared(buf, pos).await;
+        self.log_write(start, result.as_ref().map_or(0, |(n, _)| *n));
         result
     }
 

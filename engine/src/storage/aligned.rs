@@ -73,6 +73,12 @@ impl AlignedBuf {
     }
 }
 
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 impl BlockBuf for AlignedBuf {
     fn bytes_mut(&mut self) -> &mut [u8] {
         self.as_mut_slice()

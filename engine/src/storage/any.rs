@@ -124,6 +124,15 @@ impl StorageFile for AnyFile {
         }
     }
 
+    async fn write_at_shared(&self, buf: AnyBuf, pos: u64) -> io::Result<(usize, Option<Bytes>)> {
+        match (self, buf) {
+            (AnyFile::Glommio(f), AnyBuf::Glommio(b)) => f.write_at_shared(b, pos).await,
+            (AnyFile::Uring(f), AnyBuf::Uring(b)) => f.write_at_shared(b, pos).await,
+            (AnyFile::Pwrite(f), AnyBuf::Pwrite(b)) => f.write_at_shared(b, pos).await,
+            _ => Err(foreign_buffer()),
+        }
+    }
+
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         match self {
             AnyFile::Glommio(f) => f.read_at(pos, len).await,

@@ -1,7 +1,13 @@
 //! The `glommio` backend: DMA files (O_DIRECT) through glommio's io_uring rings, on the
 //! glommio runtime.
 
-use std::{io, path::Path};
+use std::{
+    io,
+    mem::ManuallyDrop,
+    path::Path,
+    rc::Rc,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
 
@@ -23,6 +29,123 @@ impl BlockBuf for DmaBuf {
     fn bytes_mut(&mut self) -> &mut [u8] {
         self.0.as_bytes_mut()
     }
+}
+
+/// A written DMA buffer shared as `Bytes` with other shards.
+///
+/// glommio's buffers are not `Send`: one from the shard's registered pool holds an `Rc` of
+/// the pool's allocator and gives its memory back to it when dropped. Reading the bytes from
+/// another thread is safe, as nothing writes them once the write completed; dropping the
+/// buffer there is not. So when the last `Bytes` of a buffer goes away on another thread, the
+/// buffer is queued for its home thread ([`Returned`]), which frees it the next time it
+/// allocates a write buffer, or when it ends. The `Rc` inside moves between threads but is
+/// only ever touched (cloned, dropped) on the home thread.
+struct SharedDma {
+    buf: ManuallyDrop<glommio::io::DmaBuffer>,
+    home: Arc<Returned>,
+}
+
+// SAFETY: off its home thread the buffer is only read (`as_ref`) or queued for the home
+// thread to drop (see `Drop`); everything that touches its `Rc` runs on the home thread.
+unsafe impl Send for SharedDma {}
+
+impl AsRef<[u8]> for SharedDma {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.as_bytes()
+    }
+}
+
+impl Drop for SharedDma {
+    fn drop(&mut self) {
+        // SAFETY: `buf` is taken once, here, and never used again.
+        let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+        let at_home = HOME
+            .try_with(|home| Arc::ptr_eq(&home.0, &self.home))
+            .unwrap_or(false);
+        if at_home {
+            drop(buf);
+        } else {
+            self.home.give_back(buf);
+        }
+    }
+}
+
+/// Buffers dropped away from their home thread, waiting for it to free them.
+#[derive(Default)]
+struct Returned {
+    /// The buffers, and whether the home thread has ended (then they are leaked: nothing may
+    /// drop them elsewhere).
+    queue: Mutex<(Vec<ForeignDma>, bool)>,
+}
+
+/// A DMA buffer in transit to its home thread.
+struct ForeignDma(#[allow(dead_code)] glommio::io::DmaBuffer);
+
+// SAFETY: it is only moved between threads; it is dropped on its home thread (`Home::free`,
+// `Home::drop`) or leaked.
+unsafe impl Send for ForeignDma {}
+
+impl Returned {
+    fn give_back(&self, buf: glommio::io::DmaBuffer) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queue.1 {
+            // The home thread has ended: its allocator lives on in the buffer's `Rc`, which no
+            // thread may drop now. A leak, at shutdown only.
+            std::mem::forget(buf);
+        } else {
+            queue.0.push(ForeignDma(buf));
+        }
+    }
+}
+
+/// The calling thread's queue of returned buffers.
+struct Home(Arc<Returned>);
+
+impl Home {
+    /// Frees the buffers other threads gave back (on the home thread: the only place that may).
+    fn free(&self) {
+        let taken = {
+            let mut queue = self
+                .0
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if queue.0.is_empty() {
+                return;
+            }
+            std::mem::take(&mut queue.0)
+        };
+        drop(taken);
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let taken = {
+            let mut queue = self
+                .0
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.1 = true;
+            std::mem::take(&mut queue.0)
+        };
+        drop(taken);
+    }
+}
+
+thread_local! {
+    static HOME: Home = Home(Arc::new(Returned::default()));
+}
+
+/// Frees the DMA buffers that other shards' readers let go of since the last call. The
+/// glommio backend calls it whenever it allocates a write buffer; a shard may also call it
+/// from a timer, so that an idle partition does not keep them.
+pub fn free_returned_buffers() {
+    let _ = HOME.try_with(Home::free);
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> io::Error {
@@ -75,17 +198,36 @@ impl StorageFile for DmaFile {
     type Buf = DmaBuf;
 
     fn alloc(&self, len: usize) -> DmaBuf {
-        let mut buf = self.0.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        DmaBuf(buf)
+        let mut buf = self.alloc_unzeroed(len);
+        buf.0.as_bytes_mut().fill(0);
+        buf
     }
 
     fn alloc_unzeroed(&self, len: usize) -> DmaBuf {
+        free_returned_buffers();
         DmaBuf(self.0.alloc_dma_buffer(len))
     }
 
     async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<usize> {
         self.0.write_at(buf.0, pos).await.map_err(glommio_to_io)
+    }
+
+    /// Writes through `write_rc_at`, which gives the buffer back once the write completed.
+    async fn write_at_shared(&self, buf: DmaBuf, pos: u64) -> io::Result<(usize, Option<Bytes>)> {
+        let buf = Rc::new(buf.0);
+        let n = self
+            .0
+            .write_rc_at(Rc::clone(&buf), pos)
+            .await
+            .map_err(glommio_to_io)?;
+        // glommio keeps no reference once the write returned; if it ever does, copy instead.
+        let shared = Rc::try_unwrap(buf).ok().map(|buf| {
+            Bytes::from_owner(SharedDma {
+                buf: ManuallyDrop::new(buf),
+                home: HOME.with(|home| Arc::clone(&home.0)),
+            })
+        });
+        Ok((n, shared))
     }
 
     /// Aligns the read itself rather than use glommio's unaligned `read_at`: that one clamps

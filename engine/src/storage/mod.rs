@@ -258,6 +258,17 @@ pub trait StorageFile: 'static {
     /// Writes the whole buffer at `pos` (block aligned). Returns the bytes written, which a
     /// faulty disk may make fewer than asked.
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<usize>;
+    /// [`StorageFile::write_at`], then the written buffer itself handed back as `Bytes`
+    /// where the backend can make one that may travel to other shards, so that the batch
+    /// cache keeps the bytes it wrote without a second copy; `None` where it cannot (the
+    /// caller copies instead). The default cannot.
+    async fn write_at_shared(
+        &self,
+        buf: Self::Buf,
+        pos: u64,
+    ) -> io::Result<(usize, Option<Bytes>)> {
+        Ok((self.write_at(buf, pos).await?, None))
+    }
     /// Reads up to `len` bytes at `pos`; fewer at the end of the file.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     /// fdatasync: everything written before it is durable once it returns Ok.

@@ -146,6 +146,22 @@ impl StorageFile for PwriteFile {
         .await
     }
 
+    /// The buffer comes back from the thread and becomes the `Bytes`.
+    async fn write_at_shared(
+        &self,
+        buf: AlignedBuf,
+        pos: u64,
+    ) -> io::Result<(usize, Option<Bytes>)> {
+        self.run(move |f| loop {
+            match f.write_at(buf.as_slice(), pos) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+                Ok(n) => break Ok((n, Some(Bytes::from_owner(buf)))),
+            }
+        })
+        .await
+    }
+
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let direct = self.direct;
         self.run(move |f| pread_exact_or_eof(f, pos, len, direct))

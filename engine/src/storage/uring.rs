@@ -505,6 +505,25 @@ impl BlockBuf for UringBuf {
     }
 }
 
+impl UringBuf {
+    /// The buffer, if it is a plain one (a registered one goes back to the pool on drop).
+    fn into_plain(mut self) -> Option<AlignedBuf> {
+        if !matches!(self.0, BufInner::Plain(_)) {
+            return None;
+        }
+        let empty = BufInner::Fixed {
+            buf: None,
+            index: 0,
+            len: 0,
+            ring: Weak::new(),
+        };
+        match std::mem::replace(&mut self.0, empty) {
+            BufInner::Plain(b) => Some(b),
+            BufInner::Fixed { .. } => None,
+        }
+    }
+}
+
 impl Drop for UringBuf {
     fn drop(&mut self) {
         if let BufInner::Fixed {
@@ -632,32 +651,13 @@ impl UringFile {
     }
 }
 
-impl StorageFile for UringFile {
-    type Buf = UringBuf;
-
-    fn alloc(&self, len: usize) -> UringBuf {
-        let mut b = self.alloc_unzeroed(len);
-        b.bytes_mut().fill(0);
-        b
-    }
-
-    fn alloc_unzeroed(&self, len: usize) -> UringBuf {
-        if self.ring.pool_registered && len <= self.ring.options.fixed_buffer_bytes {
-            for (index, cell) in self.ring.pool.iter().enumerate() {
-                if let Some(buf) = cell.take() {
-                    return UringBuf(BufInner::Fixed {
-                        buf: Some(buf),
-                        index: index as u16,
-                        len,
-                        ring: Rc::downgrade(&self.ring),
-                    });
-                }
-            }
-        }
-        UringBuf(BufInner::Plain(AlignedBuf::zeroed(len)))
-    }
-
-    async fn write_at(&self, mut buf: UringBuf, pos: u64) -> io::Result<usize> {
+impl UringFile {
+    /// Writes `buf` at `pos`; gives the buffer back once the write completed.
+    async fn write_keep(
+        &self,
+        mut buf: UringBuf,
+        pos: u64,
+    ) -> io::Result<(usize, Option<UringBuf>)> {
         let (ptr, len) = buf.ptr_len();
         let len32 = u32::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let mut entry = match &buf.0 {
@@ -675,7 +675,7 @@ impl StorageFile for UringFile {
         // write it follows is this file's newest completed one when it runs.
         let link = self.ring.options.linked_sync && self.writes_in_flight.get() == 0;
         self.writes_in_flight.set(self.writes_in_flight.get() + 1);
-        let (res, _) = if link {
+        let (res, back) = if link {
             let slots = self.ring.take_slots(2).await;
             let sync = Rc::new(LinkedSync {
                 covers: Cell::new(COVERS_NOTHING),
@@ -701,7 +701,45 @@ impl StorageFile for UringFile {
         self.writes_in_flight.set(self.writes_in_flight.get() - 1);
         let n = res? as usize;
         self.writes_done.set(self.writes_done.get() + 1);
-        Ok(n)
+        Ok((n, back))
+    }
+}
+
+impl StorageFile for UringFile {
+    type Buf = UringBuf;
+
+    fn alloc(&self, len: usize) -> UringBuf {
+        let mut b = self.alloc_unzeroed(len);
+        b.bytes_mut().fill(0);
+        b
+    }
+
+    fn alloc_unzeroed(&self, len: usize) -> UringBuf {
+        if self.ring.pool_registered && len <= self.ring.options.fixed_buffer_bytes {
+            for (index, cell) in self.ring.pool.iter().enumerate() {
+                if let Some(buf) = cell.take() {
+                    return UringBuf(BufInner::Fixed {
+                        buf: Some(buf),
+                        index: index as u16,
+                        len,
+                        ring: Rc::downgrade(&self.ring),
+                    });
+                }
+            }
+        }
+        UringBuf(BufInner::Plain(AlignedBuf::zeroed(len)))
+    }
+
+    async fn write_at(&self, buf: UringBuf, pos: u64) -> io::Result<usize> {
+        self.write_keep(buf, pos).await.map(|(n, _)| n)
+    }
+
+    /// A plain buffer becomes the `Bytes`; a registered one goes back to the pool instead
+    /// (it is the ring's, and a cached batch could keep it for minutes).
+    async fn write_at_shared(&self, buf: UringBuf, pos: u64) -> io::Result<(usize, Option<Bytes>)> {
+        let (n, back) = self.write_keep(buf, pos).await?;
+        let shared = back.and_then(UringBuf::into_plain).map(Bytes::from_owner);
+        Ok((n, shared))
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
