@@ -1,8 +1,8 @@
 //! Where the time of an append goes, measured two ways in the same run:
 //!
 //! - CPU: each piece of work the append path does per batch, timed alone in a loop on the
-//!   pinned executor: validation with its CRC, the copy that patches baseOffset, the zeroed
-//!   DMA buffer, and the copy into it.
+//!   pinned executor: validation with its CRC, the write buffer, and the one copy, into that
+//!   buffer, with baseOffset patched there.
 //! - The floor: the engine's I/O pattern (write a block, fdatasync, repeat; one file per
 //!   partition) through the same storage layer, without any log logic, so the gap from the
 //!   raw io_uring probe to the engine splits into runtime and disk on one side, engine on
@@ -17,7 +17,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use keel_engine::storage::{align_up, AnyStorage, BlockBuf, Storage, StorageFile};
 use keel_engine::{batch, rt};
@@ -51,17 +50,12 @@ pub async fn cpu_pieces(
                 .unwrap_or(0),
         );
     });
-    let patch_copy_us = mean_us(budget, || {
-        let mut copy = BytesMut::from(&b[..]);
-        batch::set_base_offset(&mut copy, 1);
-        black_box(copy.freeze());
-    });
-    let dma_alloc_zero_us = mean_us(budget, || {
-        black_box(file.alloc(dma_len));
+    let dma_alloc_us = mean_us(budget, || {
+        black_box(file.alloc_unzeroed(dma_len));
     });
     let mut buf = file.alloc(dma_len);
     let dma_copy_us = mean_us(budget, || {
-        buf.bytes_mut()[..b.len()].copy_from_slice(&b);
+        copy_patched(buf.bytes_mut(), &b);
         black_box(&mut buf);
     });
     drop(buf);
@@ -75,8 +69,7 @@ pub async fn cpu_pieces(
     Ok(CpuPieces {
         batch_bytes,
         validate_us,
-        patch_copy_us,
-        dma_alloc_zero_us,
+        dma_alloc_us,
         dma_copy_us,
         cold_total_us,
         cold_minor_faults_per_batch,
@@ -86,9 +79,16 @@ pub async fn cpu_pieces(
 /// Memory the cold pass cycles through, well past the CPU caches.
 const COLD_SET_BYTES: usize = 128 << 20;
 
-/// The four pieces in sequence, as one append does them, on batches and retained patched
-/// copies that together far exceed the CPU caches (as with a batch cache holding recent
-/// batches), so every pass goes to memory: mean µs per batch, and the batches timed.
+/// The append path's copy: the batch into the write buffer, baseOffset patched there.
+fn copy_patched(buf: &mut [u8], batch: &[u8]) {
+    let to = &mut buf[..batch.len()];
+    to.copy_from_slice(batch);
+    batch::set_base_offset(to, 1);
+}
+
+/// The three pieces in sequence, as one append does them, on batches and retained write
+/// buffers (the batch cache keeps slices of them) that together far exceed the CPU caches, so
+/// every pass goes to memory: mean µs per batch, and the batches timed.
 fn cold_total_us<F: StorageFile>(
     file: &F,
     batch_bytes: usize,
@@ -111,13 +111,10 @@ fn cold_total_us<F: StorageFile>(
                 .map(|p| p.len())
                 .unwrap_or(0),
         );
-        let mut copy = BytesMut::from(&source[..]);
-        batch::set_base_offset(&mut copy, 1);
-        let copy = copy.freeze();
-        let mut buf = file.alloc(dma_len);
-        buf.bytes_mut()[..copy.len()].copy_from_slice(&copy);
+        let mut buf = file.alloc_unzeroed(dma_len);
+        copy_patched(buf.bytes_mut(), source);
         black_box(&mut buf);
-        retained.push_back(copy);
+        retained.push_back(buf);
         if retained.len() > count {
             retained.pop_front();
         }

@@ -496,15 +496,14 @@ fn percent(fraction: Option<f64>) -> String {
 }
 
 fn cpu_table(cpu: &[CpuPieces]) -> String {
-    let mut out = String::from("CPU work of the append path on the pinned core, µs per batch (the DMA buffer is per write, a group of batches). Each piece is timed alone in a loop, hot in the CPU caches: a lower bound. The *cold* columns time all four in sequence over 128 MiB of batches while retaining the patched copies, as the engine's batch cache does, so every pass goes to memory; the page-fault column counts the fresh pages the allocator maps for them (with glibc, 1020 per 4 MiB batch; the broker and keel-bench allocate with mimalloc, which reuses freed pages): an upper bound:\n\n| batch | validate + CRC | copy to patch baseOffset | DMA buffer alloc + zero | copy into DMA buffer | total, hot | GB/s, hot | total, cold | GB/s, cold | page faults per batch, cold |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut out = String::from("CPU work of the append path on the pinned core, µs per batch (the write buffer is per write, a group of batches). Each piece is timed alone in a loop, hot in the CPU caches: a lower bound. The *cold* columns time all three in sequence over 128 MiB of batches while retaining the write buffers, as the engine's batch cache does (it keeps slices of them), so every pass goes to memory; the page-fault column counts the fresh pages the allocator maps for them (the broker and keel-bench allocate with mimalloc, which reuses freed pages): an upper bound:\n\n| batch | validate + CRC | write buffer alloc | copy into it, baseOffset patched | total, hot | GB/s, hot | total, cold | GB/s, cold | page faults per batch, cold |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for c in cpu {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {} |",
             format_bytes_human(c.batch_bytes),
             format_us(c.validate_us),
-            format_us(c.patch_copy_us),
-            format_us(c.dma_alloc_zero_us),
+            format_us(c.dma_alloc_us),
             format_us(c.dma_copy_us),
             format_us(c.total_us()),
             c.batch_bytes as f64 / 1e3 / c.total_us().max(f64::MIN_POSITIVE),
@@ -655,12 +654,11 @@ fn cpu_words(c: &CpuPieces, b: &IoBreakdown, partitions: usize) -> String {
     let cycle_us = 1e6 / syncs_per_partition_s.max(f64::MIN_POSITIVE);
     let cpu_per_cycle_us = c.total_us() * b.batches_per_sync;
     format!(
-        "the CPU work of a batch is {} µs (CRC {} µs, patch copy {}, DMA zero {}, DMA copy {}), \
+        "the CPU work of a batch is {} µs (CRC {} µs, write buffer {}, copy into it {}), \
          so {} µs for the {:.2} batches of one partition's flush cycle of {} µs ({:.0}% of it)",
         format_us(c.total_us()),
         format_us(c.validate_us),
-        format_us(c.patch_copy_us),
-        format_us(c.dma_alloc_zero_us),
+        format_us(c.dma_alloc_us),
         format_us(c.dma_copy_us),
         format_us(cpu_per_cycle_us),
         b.batches_per_sync,

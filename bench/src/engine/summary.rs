@@ -296,13 +296,15 @@ pub struct CpuPieces {
     pub batch_bytes: usize,
     /// `batch::split`: header checks and CRC-32C of the batch.
     pub validate_us: f64,
-    /// `BytesMut::from(&batch[..])`: the copy `enqueue` makes to patch baseOffset.
-    pub patch_copy_us: f64,
-    /// `StorageFile::alloc`: a DMA buffer for the write, zero-filled.
-    pub dma_alloc_zero_us: f64,
-    /// Copying the batch into the DMA buffer.
+    /// `StorageFile::alloc_unzeroed`: the write buffer (per write, a group of batches), as
+    /// the append path takes it. (Reports before 735ecba timed a zeroed one, and a separate
+    /// patch copy that the append path no longer makes.)
+    #[serde(alias = "dma_alloc_zero_us")]
+    pub dma_alloc_us: f64,
+    /// Copying the batch into the write buffer and patching its baseOffset there: the one
+    /// copy of the append path.
     pub dma_copy_us: f64,
-    /// All four in sequence over a working set far past the CPU caches (each alone above
+    /// All three in sequence over a working set far past the CPU caches (each alone above
     /// runs hot in cache).
     #[serde(default)]
     pub cold_total_us: f64,
@@ -313,7 +315,7 @@ pub struct CpuPieces {
 
 impl CpuPieces {
     pub fn total_us(&self) -> f64 {
-        self.validate_us + self.patch_copy_us + self.dma_alloc_zero_us + self.dma_copy_us
+        self.validate_us + self.dma_alloc_us + self.dma_copy_us
     }
 }
 
