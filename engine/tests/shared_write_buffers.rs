@@ -12,10 +12,11 @@ use keel_engine::{
     BackendOptions, IoBackend,
 };
 
+/// Bytes of each write: large enough for every backend to share it.
+const WRITE_BYTES: usize = keel_engine::storage::dma::SHARE_BYTES_MIN;
+
 fn pattern(seed: usize) -> Vec<u8> {
-    (0..2 * BLOCK_BYTES as usize)
-        .map(|i| ((i + seed) % 251) as u8)
-        .collect()
+    (0..WRITE_BYTES).map(|i| ((i + seed) % 251) as u8).collect()
 }
 
 /// Every backend, and whether it hands the buffer back.
@@ -23,7 +24,9 @@ fn variants() -> Vec<(&'static str, IoBackend, BackendOptions, bool)> {
     let plain = BackendOptions::default();
     let mut fixed = plain;
     fixed.uring.fixed_buffers = true;
-    fixed.uring.fixed_buffer_bytes = 64 << 10;
+    fixed.uring.fixed_buffer_bytes = 2 * WRITE_BYTES;
+    // Two registered buffers: 1 MiB of locked memory, well inside an 8 MiB limit.
+    fixed.uring.fixed_buffer_count = 2;
     vec![
         ("glommio", IoBackend::Glommio, plain, true),
         ("uring", IoBackend::Uring, plain, true),
@@ -55,11 +58,11 @@ fn written_buffers_come_back_whole_and_outlive_their_shard() {
                 let f = s.open(&path, true).await.expect("create");
                 let mut kept = Vec::new();
                 for round in 0..4 {
-                    let mut buf = f.alloc_unzeroed(2 * BLOCK_BYTES as usize);
+                    let mut buf = f.alloc_unzeroed(WRITE_BYTES);
                     buf.bytes_mut().copy_from_slice(&pattern(round));
-                    let at = round as u64 * 2 * BLOCK_BYTES;
+                    let at = (round * WRITE_BYTES) as u64;
                     let (n, shared) = f.write_at_shared(buf, at).await.expect("write");
-                    assert_eq!(n, 2 * BLOCK_BYTES as usize);
+                    assert_eq!(n, WRITE_BYTES);
                     if round % 2 == 0 {
                         // Read and dropped on the test's thread while this shard lives on (and
                         // allocates again, which frees what came back).
@@ -69,10 +72,18 @@ fn written_buffers_come_back_whole_and_outlive_their_shard() {
                         kept.push(shared);
                     }
                 }
+                // A small write: glommio keeps its buffer (its registered pool's), the others
+                // share it as any other.
+                let mut small = f.alloc(BLOCK_BYTES as usize);
+                small.bytes_mut()[0] = 9;
+                let at = (4 * WRITE_BYTES) as u64;
+                let (_, shared) = f.write_at_shared(small, at).await.expect("write");
+                assert_eq!(shared.is_some(), shares && backend != IoBackend::Glommio);
+                assert!(shared.is_none_or(|b| b[0] == 9 && b.len() == BLOCK_BYTES as usize));
                 f.sync().await.expect("sync");
-                let back = f.read_at(0, 8 * BLOCK_BYTES as usize).await.expect("read");
+                let back = f.read_at(0, 4 * WRITE_BYTES).await.expect("read");
                 let want: Vec<u8> = (0..4).flat_map(pattern).collect();
-                assert_eq!(&back[..], &want[..], "the file holds every write");
+                assert!(back[..] == want[..], "the file holds every write");
                 f.close().await.expect("close");
                 // These outlive the shard's thread: on glommio they can no longer go home.
                 kept
