@@ -238,6 +238,33 @@ impl BlockBuf for SimBuf {
     }
 }
 
+impl SimFile {
+    /// A write of `data` at `pos`, with the faults the disk is set to inject.
+    async fn write_slice(&self, data: &[u8], pos: u64) -> io::Result<usize> {
+        yield_now().await;
+        assert_eq!(
+            pos % crate::storage::BLOCK_BYTES,
+            0,
+            "unaligned write position"
+        );
+        assert_eq!(
+            data.len() as u64 % crate::storage::BLOCK_BYTES,
+            0,
+            "unaligned write length"
+        );
+        self.fs.check_space()?;
+        let short = self.fs.0.borrow_mut().faults.short_write_next.take();
+        let len = short.map_or(data.len(), |n| n.min(data.len()));
+        let pos = usize::try_from(pos).map_err(io::Error::other)?;
+        let mut f = self.state.borrow_mut();
+        if f.data.len() < pos + len {
+            f.data.resize(pos + len, 0);
+        }
+        f.data[pos..pos + len].copy_from_slice(&data[..len]);
+        Ok(len)
+    }
+}
+
 impl StorageFile for SimFile {
     type Buf = SimBuf;
 
@@ -248,33 +275,12 @@ impl StorageFile for SimFile {
     /// The simulated disk shares its buffers, as the real backends do, so that the
     /// property test's reads come from written buffers.
     async fn write_at_shared(&self, buf: SimBuf, pos: u64) -> io::Result<(usize, Option<Bytes>)> {
-        let bytes = Bytes::from(buf.0.clone());
-        let n = self.write_at(buf, pos).await?;
-        Ok((n, Some(bytes)))
+        let n = self.write_slice(&buf.0, pos).await?;
+        Ok((n, Some(Bytes::from(buf.0))))
     }
 
     async fn write_at(&self, buf: SimBuf, pos: u64) -> io::Result<usize> {
-        yield_now().await;
-        assert_eq!(
-            pos % crate::storage::BLOCK_BYTES,
-            0,
-            "unaligned write position"
-        );
-        assert_eq!(
-            buf.0.len() as u64 % crate::storage::BLOCK_BYTES,
-            0,
-            "unaligned write length"
-        );
-        self.fs.check_space()?;
-        let short = self.fs.0.borrow_mut().faults.short_write_next.take();
-        let len = short.map_or(buf.0.len(), |n| n.min(buf.0.len()));
-        let pos = usize::try_from(pos).map_err(io::Error::other)?;
-        let mut f = self.state.borrow_mut();
-        if f.data.len() < pos + len {
-            f.data.resize(pos + len, 0);
-        }
-        f.data[pos..pos + len].copy_from_slice(&buf.0[..len]);
-        Ok(len)
+        self.write_slice(&buf.0, pos).await
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

@@ -86,11 +86,14 @@ struct ForeignDma(#[allow(dead_code)] glommio::io::DmaBuffer);
 unsafe impl Send for ForeignDma {}
 
 impl Returned {
-    fn give_back(&self, buf: glommio::io::DmaBuffer) {
-        let mut queue = self
-            .queue
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<ForeignDma>, bool)> {
+        self.queue
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn give_back(&self, buf: glommio::io::DmaBuffer) {
+        let mut queue = self.lock();
         if queue.1 {
             // The home thread has ended: its allocator lives on in the buffer's `Rc`, which no
             // thread may drop now. A leak, at shutdown only.
@@ -98,6 +101,14 @@ impl Returned {
         } else {
             queue.0.push(ForeignDma(buf));
         }
+    }
+
+    /// The queued buffers, for the home thread to drop outside the lock; `close` marks the
+    /// home thread as ended, so that later ones are leaked instead of queued.
+    fn take(&self, close: bool) -> Vec<ForeignDma> {
+        let mut queue = self.lock();
+        queue.1 |= close;
+        std::mem::take(&mut queue.0)
     }
 }
 
@@ -107,33 +118,13 @@ struct Home(Arc<Returned>);
 impl Home {
     /// Frees the buffers other threads gave back (on the home thread: the only place that may).
     fn free(&self) {
-        let taken = {
-            let mut queue = self
-                .0
-                .queue
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if queue.0.is_empty() {
-                return;
-            }
-            std::mem::take(&mut queue.0)
-        };
-        drop(taken);
+        drop(self.0.take(false));
     }
 }
 
 impl Drop for Home {
     fn drop(&mut self) {
-        let taken = {
-            let mut queue = self
-                .0
-                .queue
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            queue.1 = true;
-            std::mem::take(&mut queue.0)
-        };
-        drop(taken);
+        drop(self.0.take(true));
     }
 }
 

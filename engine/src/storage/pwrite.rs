@@ -127,6 +127,16 @@ impl Storage for PwriteStorage {
     }
 }
 
+/// One positional write of the whole buffer, retried when a signal interrupts it.
+fn write_retrying(f: &File, buf: &AlignedBuf, pos: u64) -> io::Result<usize> {
+    loop {
+        match f.write_at(buf.as_slice(), pos) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 impl StorageFile for PwriteFile {
     type Buf = AlignedBuf;
 
@@ -137,13 +147,7 @@ impl StorageFile for PwriteFile {
     async fn write_at(&self, buf: AlignedBuf, pos: u64) -> io::Result<usize> {
         // The buffer moves into the call, so it outlives the write even if this future is
         // dropped while the thread runs it.
-        self.run(move |f| loop {
-            match f.write_at(buf.as_slice(), pos) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other,
-            }
-        })
-        .await
+        self.run(move |f| write_retrying(f, &buf, pos)).await
     }
 
     /// The buffer comes back from the thread and becomes the `Bytes`.
@@ -152,12 +156,9 @@ impl StorageFile for PwriteFile {
         buf: AlignedBuf,
         pos: u64,
     ) -> io::Result<(usize, Option<Bytes>)> {
-        self.run(move |f| loop {
-            match f.write_at(buf.as_slice(), pos) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-                Ok(n) => break Ok((n, Some(Bytes::from_owner(buf)))),
-            }
+        self.run(move |f| {
+            let n = write_retrying(f, &buf, pos)?;
+            Ok((n, Some(Bytes::from_owner(buf))))
         })
         .await
     }

@@ -649,9 +649,7 @@ impl UringFile {
         keep.map(|b| (b, done))
             .ok_or_else(|| io::Error::other("uring: read buffer lost"))
     }
-}
 
-impl UringFile {
     /// Writes `buf` at `pos`; gives the buffer back once the write completed.
     async fn write_keep(
         &self,
