@@ -140,6 +140,25 @@ enum BlocksArg {
     NewFiles,
 }
 
+/// What the sequential write probes send (`limits::Data`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DataArg {
+    /// Each slot sends its one buffer, written once before the run.
+    Same,
+    /// Each write copies its block into the next buffer of a 256 MiB pool first, as a log
+    /// copies each batch into its write buffer.
+    Fresh,
+}
+
+impl From<DataArg> for limits::Data {
+    fn from(arg: DataArg) -> Self {
+        match arg {
+            DataArg::Same => limits::Data::Same,
+            DataArg::Fresh => limits::Data::Fresh,
+        }
+    }
+}
+
 impl From<BlocksArg> for limits::Blocks {
     fn from(arg: BlocksArg) -> Self {
         match arg {
@@ -173,6 +192,9 @@ struct LimitsArgs {
     /// Where the sequential write probes' blocks come from.
     #[arg(long, value_enum, default_value_t = BlocksArg::Reused)]
     blocks: BlocksArg,
+    /// What the sequential write probes' writes send.
+    #[arg(long, value_enum, default_value_t = DataArg::Same)]
+    data: DataArg,
     /// Which probes to run.
     #[arg(
         long,
@@ -362,6 +384,7 @@ fn run_limits(args: &LimitsArgs) -> anyhow::Result<()> {
         fsync_block_bytes: args.fsync_size,
         file_bytes: args.file_size as u64,
         blocks: args.blocks.into(),
+        data: args.data.into(),
         probes: ProbeSet {
             disk_write: args.probes.contains(&Probe::Write),
             disk_write_fsync_each: args.probes.contains(&Probe::WriteFsync),

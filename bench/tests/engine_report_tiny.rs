@@ -43,9 +43,14 @@ fn tiny_engine_run_writes_and_regenerates_its_report() -> anyhow::Result<()> {
     assert_eq!(summary.reads.len(), 2);
     assert_eq!(summary.raw_fdatasync.len(), 2);
     // 1 MiB phase: reused QD1, QD32, write+fdatasync 1 MiB and 4 MiB; unwritten
-    // write+fdatasync; new files QD1, write+fdatasync 1 MiB and 4 MiB. 16 KiB phase: reused
-    // QD1, QD32, write+fdatasync; new files QD32 and write+fdatasync.
-    assert_eq!(summary.raw_writes.len(), 13);
+    // write+fdatasync; new files QD1, write+fdatasync 1 MiB and 4 MiB; write+fdatasync 1 MiB
+    // of new data copied in. 16 KiB phase: reused QD1, QD32, write+fdatasync; new files QD32
+    // and write+fdatasync.
+    assert_eq!(summary.raw_writes.len(), 14);
+    assert!(summary
+        .raw_writes
+        .iter()
+        .any(|w| w.key == "raw_write_fdatasync_freshdata_1m_qd1" && w.result.fresh_data));
     assert_eq!(summary.breakdown.io.len(), 4);
     assert_eq!(summary.breakdown.floors.len(), 3);
     assert!(summary

@@ -25,11 +25,14 @@ fn assert_empty(dir: &Path) -> anyhow::Result<()> {
 #[test]
 fn disk_write_runs_and_cleans_up() -> anyhow::Result<()> {
     let dir = scratch_dir()?;
-    for (queue_depth, fsync_each, blocks) in [
-        (4, false, limits::Blocks::Reused),
-        (1, true, limits::Blocks::Unwritten),
-        (1, true, limits::Blocks::NewFiles),
-        (4, false, limits::Blocks::NewFiles),
+    let (same, fresh) = (limits::Data::Same, limits::Data::Fresh);
+    for (queue_depth, fsync_each, blocks, data) in [
+        (4, false, limits::Blocks::Reused, same),
+        (1, true, limits::Blocks::Unwritten, same),
+        (1, true, limits::Blocks::NewFiles, same),
+        (4, false, limits::Blocks::NewFiles, same),
+        (1, true, limits::Blocks::Reused, fresh),
+        (4, false, limits::Blocks::NewFiles, fresh),
     ] {
         let params = DiskWriteParams {
             block_bytes: 16 << 10,
@@ -38,9 +41,11 @@ fn disk_write_runs_and_cleans_up() -> anyhow::Result<()> {
             fsync_each,
             file_bytes: TINY_FILE_BYTES,
             blocks,
+            data,
         };
         let result = limits::disk_write_with(dir.path(), &params)?;
         assert_eq!(limits::Blocks::of(&result), blocks);
+        assert_eq!(limits::Data::of(&result), data);
         assert!(result.write_count > 0, "{result:?}");
         assert_eq!(result.bytes_written, result.write_count * 16 * 1024);
         assert!(
@@ -80,6 +85,7 @@ fn full_run_writes_every_file() -> anyhow::Result<()> {
         fsync_block_bytes: 4096,
         file_bytes: TINY_FILE_BYTES,
         blocks: limits::Blocks::Reused,
+        data: limits::Data::Same,
         probes: ProbeSet::ALL,
     };
     let mut run = limits::run_limits(&config)?;

@@ -39,7 +39,7 @@ use keel_engine::storage::{AnyStorage, BackendOptions, IoBackend};
 use keel_engine::{EngineConfig, FsyncPolicy};
 
 use crate::histogram::LatencySummary;
-use crate::limits::{self, Blocks, DiskWriteParams};
+use crate::limits::{self, Blocks, Data, DiskWriteParams};
 use crate::report;
 use append::{run_append, LogSettings};
 use scenario::{append_scenarios, on_executor, read_scenarios, AppendScenario, ReadScenario};
@@ -223,6 +223,7 @@ fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Meas
         queue_depth,
         fsync_each,
         blocks,
+        data: Data::Same,
     };
     // New files are the fair pattern (a log's segments); reused blocks are what earlier
     // reports and `limits` call the plain probes; unwritten blocks (zero-range) stay for
@@ -241,6 +242,12 @@ fn run_phases(config: &EngineBenchConfig, scratch: &Path) -> anyhow::Result<Meas
                 probe(write_bytes_max, 1, true, new_files),
                 // Recycled segments overwrite: the 4 appenders' fair limit is then this one.
                 probe(write_bytes_max, 1, true, reused),
+                // New data in every write, copied in first as the engine copies each batch:
+                // what one appender's cycle costs without the engine (investigation, section 9).
+                RawProbe {
+                    data: Data::Fresh,
+                    ..probe(1 << 20, 1, true, reused)
+                },
             ],
             scenarios: vec![&always[0], &always[1], &never[0], &never[1]],
         },
@@ -324,6 +331,7 @@ fn raw_write(
         fsync_each: probe.fsync_each,
         file_bytes: config.probe_file_bytes,
         blocks: probe.blocks,
+        data: probe.data,
     };
     let result = limits::disk_write_with(scratch, &params)
         .with_context(|| format!("{} probe", probe.label()))?;

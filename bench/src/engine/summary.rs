@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::LatencySummary;
-use crate::limits::{Blocks, DiskWriteResult, MachineInfo};
+use crate::limits::{Blocks, Data, DiskWriteResult, MachineInfo};
 use crate::report::GitRef;
 use crate::units::{format_bytes_human, size_tag};
 
@@ -92,19 +92,25 @@ pub struct RawProbe {
     pub queue_depth: usize,
     pub fsync_each: bool,
     pub blocks: Blocks,
+    pub data: Data,
 }
 
 impl RawProbe {
     /// `raw_write_1m_qd32`, `raw_write_fdatasync_fresh_1m_qd1` (unwritten blocks, the key of
-    /// earlier reports), `raw_write_fdatasync_newfiles_1m_qd1`.
+    /// earlier reports), `raw_write_fdatasync_newfiles_1m_qd1`,
+    /// `raw_write_fdatasync_freshdata_1m_qd1` (new data copied in before each write).
     pub fn key(&self) -> String {
         format!(
-            "raw_write{}{}_{}_qd{}",
+            "raw_write{}{}{}_{}_qd{}",
             if self.fsync_each { "_fdatasync" } else { "" },
             match self.blocks {
                 Blocks::Reused => "",
                 Blocks::Unwritten => "_fresh",
                 Blocks::NewFiles => "_newfiles",
+            },
+            match self.data {
+                Data::Same => "",
+                Data::Fresh => "_freshdata",
             },
             size_tag(self.block_bytes),
             self.queue_depth
@@ -115,7 +121,7 @@ impl RawProbe {
     /// `raw write+fdatasync 1 MiB QD1, new files`.
     pub fn label(&self) -> String {
         format!(
-            "raw write{} {} QD{}{}",
+            "raw write{} {} QD{}{}{}",
             if self.fsync_each { "+fdatasync" } else { "" },
             format_bytes_human(self.block_bytes),
             self.queue_depth,
@@ -123,6 +129,10 @@ impl RawProbe {
                 Blocks::Reused => "",
                 Blocks::Unwritten => ", unwritten blocks",
                 Blocks::NewFiles => ", new files",
+            },
+            match self.data {
+                Data::Same => "",
+                Data::Fresh => ", new data copied in",
             }
         )
     }
@@ -156,6 +166,7 @@ impl RawWrite {
             queue_depth: r.queue_depth,
             fsync_each: r.fsync_each,
             blocks: Blocks::of(r),
+            data: Data::of(r),
         }
     }
 
@@ -453,6 +464,7 @@ pub fn fair_limit_key(scenario: &str, recycled: bool) -> Option<String> {
         queue_depth,
         fsync_each,
         blocks,
+        data: Data::Same,
     };
     let p = match scenario {
         "append_1m_always_x1" => probe(1 << 20, 1, true),
@@ -544,6 +556,7 @@ mod tests {
             queue_depth: 32,
             fsync_each: false,
             blocks: Blocks::Reused,
+            data: Data::Same,
         };
         assert_eq!(probe.key(), "raw_write_1m_qd32");
         let fresh = RawProbe {
@@ -551,6 +564,7 @@ mod tests {
             queue_depth: 1,
             fsync_each: true,
             blocks: Blocks::Unwritten,
+            data: Data::Same,
         };
         assert_eq!(fresh.key(), "raw_write_fdatasync_fresh_16k_qd1");
         assert_eq!(
@@ -562,6 +576,16 @@ mod tests {
             ..fresh
         };
         assert_eq!(new_files.key(), "raw_write_fdatasync_newfiles_16k_qd1");
+        let fresh_data = RawProbe {
+            blocks: Blocks::Reused,
+            data: Data::Fresh,
+            ..fresh
+        };
+        assert_eq!(fresh_data.key(), "raw_write_fdatasync_freshdata_16k_qd1");
+        assert_eq!(
+            fresh_data.label(),
+            "raw write+fdatasync 16 KiB QD1, new data copied in"
+        );
         assert_eq!(
             fair_limit_key("append_1m_always_x1", false).as_deref(),
             Some("raw_write_fdatasync_newfiles_1m_qd1")

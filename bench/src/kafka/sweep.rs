@@ -140,6 +140,7 @@ fn measure_limits(
         fsync_block_bytes: 4096,
         file_bytes: 1 << 30,
         blocks: limits::Blocks::Reused,
+        data: limits::Data::Same,
         probes: ProbeSet::ALL,
     };
     tracing::info!(dir = %config.limits_dir.display(), "measuring the machine's limits");

@@ -36,6 +36,14 @@
 //! zero-ranged blocks there (`docs/engine-x1-investigation.md`). With [`Blocks::NewFiles`] the probe
 //! does what a log does: a new file per pass, grown by `fallocate` 32 MiB ahead of the writes,
 //! the file before the previous one deleted (see [`Blocks::NewFiles`]).
+//!
+//! By default every write of a slot sends the same buffer, which on a virtual machine the host
+//! may still hold in its caches: a writer of new data cannot count on that. With
+//! [`Data::Fresh`] each write first copies its block into the next buffer of a pool of
+//! [`FRESH_DATA_POOL_BYTES`] (the engine's default batch cache, which keeps that many bytes of
+//! written buffers alive), as a log copies each batch into its write buffer, and stamps its
+//! write number into it so that no two writes send the same bytes. At queue depth 1 that is
+//! the floor of a log that copies once per write (`docs/engine-x1-investigation.md`, section 9).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -68,7 +76,36 @@ pub struct DiskWriteParams {
     pub file_bytes: u64,
     /// Where the blocks written come from.
     pub blocks: Blocks,
+    /// What each write sends.
+    pub data: Data,
 }
+
+/// What a write probe's writes send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Data {
+    /// Each slot sends its one buffer, written once before the run.
+    #[default]
+    Same,
+    /// Each write first copies its block into the next buffer of a pool of
+    /// [`FRESH_DATA_POOL_BYTES`] and stamps its number into it (see the module documentation).
+    Fresh,
+}
+
+impl Data {
+    /// The data a probe's result records.
+    pub const fn of(result: &DiskWriteResult) -> Self {
+        if result.fresh_data {
+            Data::Fresh
+        } else {
+            Data::Same
+        }
+    }
+}
+
+/// The bytes of buffers a [`Data::Fresh`] probe cycles through: the engine's default
+/// `batch_cache_bytes_max`, the written buffers a log keeps alive. At least one buffer per
+/// slot is used whatever the block size.
+pub const FRESH_DATA_POOL_BYTES: usize = 256 << 20;
 
 /// Where a write probe's blocks come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,6 +158,9 @@ pub struct DiskWriteResult {
     /// Every write landed in a new file (see [`Blocks::NewFiles`]).
     #[serde(default)]
     pub new_files: bool,
+    /// Every write copied new data into a buffer first (see [`Data::Fresh`]).
+    #[serde(default)]
+    pub fresh_data: bool,
     pub file_bytes: u64,
     pub write_count: u64,
     pub bytes_written: u64,
@@ -151,6 +191,7 @@ pub fn disk_write(
             fsync_each,
             file_bytes: DEFAULT_PROBE_FILE_BYTES,
             blocks: Blocks::Reused,
+            data: Data::Same,
         },
     )
 }
@@ -173,9 +214,22 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         ProbeFile::create(dir, "write", params.file_bytes)?
     };
     file.check_block(params.block_bytes, params.queue_depth)?;
-    let bufs = (0..params.queue_depth)
+    let per_slot = match params.data {
+        Data::Same => 1,
+        Data::Fresh => (FRESH_DATA_POOL_BYTES / (params.block_bytes * params.queue_depth)).max(1),
+    };
+    let mut bufs = (0..params.queue_depth * per_slot)
         .map(|_| AlignedBuf::new(params.block_bytes))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let fresh_data = match params.data {
+        Data::Same => None,
+        Data::Fresh => Some(FreshData::new(
+            params.block_bytes,
+            params.queue_depth,
+            per_slot,
+            &mut bufs,
+        )?),
+    };
     // Two entries per slot (write + fdatasync), rounded as the kernel would round them anyway.
     let ring_entries =
         u32::try_from((2 * params.queue_depth).next_power_of_two()).context("io_uring size")?;
@@ -206,6 +260,7 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         fsync_each: params.fsync_each,
         fresh,
         new_files,
+        fresh_data,
     };
     let run = writer.run(params.duration);
     let deleted = writer.new_files.take().map(NewFiles::finish);
@@ -222,6 +277,7 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         fsync_each: params.fsync_each,
         fresh_blocks: params.blocks == Blocks::Unwritten,
         new_files: params.blocks == Blocks::NewFiles,
+        fresh_data: params.data == Data::Fresh,
         file_bytes,
         write_count: tally.write_count,
         bytes_written,
@@ -230,6 +286,57 @@ pub fn disk_write_with(dir: &Path, params: &DiskWriteParams) -> anyhow::Result<D
         mib_per_s: bytes_written as f64 / (1u64 << 20) as f64 / elapsed_s,
         iops: tally.write_count as f64 / elapsed_s,
     })
+}
+
+/// The source block and the turn of each slot of a [`Data::Fresh`] probe. Slot `s` owns the
+/// buffers `s * per_slot .. (s + 1) * per_slot` and takes them in turn; a slot is pushed again
+/// only once its previous write (and fdatasync) completed, so the buffer it overwrites is never
+/// one the kernel may still read.
+struct FreshData {
+    source: AlignedBuf,
+    per_slot: usize,
+    turns: Vec<usize>,
+    written: u64,
+}
+
+impl FreshData {
+    /// Also writes the source into every buffer of the pool, so that no page of it is first
+    /// touched (faulted in) inside the measured window: a log's write buffers are reused memory.
+    fn new(
+        block_bytes: usize,
+        queue_depth: usize,
+        per_slot: usize,
+        bufs: &mut [AlignedBuf],
+    ) -> anyhow::Result<Self> {
+        let mut source = AlignedBuf::new(block_bytes)?;
+        for (i, byte) in source.as_mut_slice().iter_mut().enumerate() {
+            // Not a constant, so that no layer below can tell the blocks apart from real data.
+            *byte = (i.wrapping_mul(131) >> 3) as u8;
+        }
+        for buf in bufs.iter_mut() {
+            buf.as_mut_slice().copy_from_slice(source.as_slice());
+        }
+        Ok(Self {
+            source,
+            per_slot,
+            turns: vec![0; queue_depth],
+            written: 0,
+        })
+    }
+
+    /// The index in `bufs` of the slot's next buffer, filled with this write's data.
+    fn fill(&mut self, slot: usize, bufs: &mut [AlignedBuf]) -> usize {
+        let turn = self.turns[slot];
+        self.turns[slot] = (turn + 1) % self.per_slot;
+        let index = slot * self.per_slot + turn;
+        let buf = bufs[index].as_mut_slice();
+        buf.copy_from_slice(self.source.as_slice());
+        self.written += 1;
+        let stamp = self.written.to_le_bytes();
+        let n = stamp.len().min(buf.len());
+        buf[..n].copy_from_slice(&stamp[..n]);
+        index
+    }
 }
 
 /// Chunks of the file turned back into unwritten extents ahead of the writes.
@@ -381,6 +488,7 @@ struct RingWriter {
     fsync_each: bool,
     fresh: Option<FreshAhead>,
     new_files: Option<NewFiles>,
+    fresh_data: Option<FreshData>,
 }
 
 impl RingWriter {
@@ -391,7 +499,8 @@ impl RingWriter {
         let deadline = start + duration;
         let mut first_error: Option<anyhow::Error> = None;
         let mut in_flight_count = 0usize;
-        for slot in 0..self.bufs.len() {
+        let slots = self.bufs.len() / self.fresh_data.as_ref().map_or(1, |f| f.per_slot);
+        for slot in 0..slots {
             match self.push_slot(slot) {
                 Ok(()) => in_flight_count += 1,
                 Err(error) => {
@@ -404,7 +513,7 @@ impl RingWriter {
             write_count: 0,
             elapsed: Duration::ZERO,
         };
-        let mut completions: Vec<(u64, i32)> = Vec::with_capacity(2 * self.bufs.len());
+        let mut completions: Vec<(u64, i32)> = Vec::with_capacity(2 * slots);
         while in_flight_count > 0 {
             if let Err(error) = self.submit_and_wait() {
                 // The kernel may still own buffers we cannot account for: leak them rather
@@ -446,7 +555,11 @@ impl RingWriter {
 
     /// Queues the slot's write (and linked fdatasync) at the next sequential position.
     fn push_slot(&mut self, slot: usize) -> anyhow::Result<()> {
-        let buf = &self.bufs[slot];
+        let index = match &mut self.fresh_data {
+            Some(data) => data.fill(slot, &mut self.bufs),
+            None => slot,
+        };
+        let buf = &self.bufs[index];
         let pos = self.cursor.next_pos();
         if let Some(fresh) = &self.fresh {
             fresh.before_write(self.fd, pos)?;
@@ -533,6 +646,7 @@ mod tests {
             fsync_each: false,
             file_bytes: 1 << 20,
             blocks: Blocks::Reused,
+            data: Data::Same,
         };
         assert!(disk_write_with(dir.path(), &params).is_err());
         let unaligned = DiskWriteParams {
@@ -543,6 +657,25 @@ mod tests {
         assert!(disk_write_with(dir.path(), &unaligned).is_err());
         // A failed probe still removes its file.
         assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn fresh_data_takes_each_slots_buffers_in_turn() -> anyhow::Result<()> {
+        let (queue_depth, per_slot) = (2, 3);
+        let mut bufs = (0..queue_depth * per_slot)
+            .map(|_| AlignedBuf::new(4096))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut data = FreshData::new(4096, queue_depth, per_slot, &mut bufs)?;
+        let order: Vec<usize> = [0, 1, 0, 0, 0, 1]
+            .iter()
+            .map(|&slot| data.fill(slot, &mut bufs))
+            .collect();
+        assert_eq!(order, vec![0, 3, 1, 2, 0, 4]);
+        // Each fill stamped its write number: buffer 0 was filled last by the fifth write.
+        assert_eq!(bufs[0].as_slice()[..8], 5u64.to_le_bytes());
+        assert_eq!(bufs[4].as_slice()[..8], 6u64.to_le_bytes());
+        assert_eq!(bufs[0].as_slice()[8..], data.source.as_slice()[8..]);
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ use anyhow::Context;
 
 pub use disk_irq::{default_pin_cpu, disk_interrupts, parse_interrupts, DiskInterrupts};
 pub use disk_write::{
-    disk_write, disk_write_with, Blocks, DiskWriteParams, DiskWriteResult,
+    disk_write, disk_write_with, Blocks, Data, DiskWriteParams, DiskWriteResult,
     DEFAULT_PROBE_FILE_BYTES, QUEUE_DEPTH_MAX,
 };
 pub use fsync_latency::{fsync_latency, fsync_latency_with, FSYNC_LATENCY_US_MAX};
@@ -81,6 +81,8 @@ pub struct LimitsConfig {
     pub file_bytes: u64,
     /// Where the sequential write probes' blocks come from.
     pub blocks: Blocks,
+    /// What the sequential write probes' writes send.
+    pub data: Data,
     pub probes: ProbeSet,
 }
 
@@ -195,6 +197,7 @@ fn run_disk_writes(config: &LimitsConfig) -> anyhow::Result<Vec<DiskWriteResult>
             fsync_each,
             file_bytes: config.file_bytes,
             blocks: config.blocks,
+            data: config.data,
         };
         let result = disk_write_logged(&config.dir, &params)?;
         results.push(result);

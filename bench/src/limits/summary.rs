@@ -161,16 +161,23 @@ impl LimitsReport {
         let _ = writeln!(page, "Each probe ran {:.1} s.\n", self.probe_seconds);
         if !self.disk_write.is_empty() {
             page.push_str("## Sequential write (io_uring, O_DIRECT, preallocated file)\n\n");
-            page.push_str("| block | QD | fdatasync each | blocks | MB/s | MiB/s | IOPS |\n");
-            page.push_str("|---:|---:|:---:|---|---:|---:|---:|\n");
+            page.push_str(
+                "| block | QD | fdatasync each | blocks | data | MB/s | MiB/s | IOPS |\n",
+            );
+            page.push_str("|---:|---:|:---:|---|---|---:|---:|---:|\n");
             for r in &self.disk_write {
                 let _ = writeln!(
                     page,
-                    "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+                    "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
                     format_bytes_short(r.block_bytes),
                     r.queue_depth,
                     if r.fsync_each { "yes" } else { "no" },
                     super::Blocks::of(r).label(),
+                    if r.fresh_data {
+                        "new each write"
+                    } else {
+                        "same buffer"
+                    },
                     r.mb_per_s,
                     r.mib_per_s,
                     r.iops

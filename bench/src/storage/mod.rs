@@ -223,6 +223,7 @@ fn raw_pass(
                 } else {
                     limits::Blocks::Reused
                 },
+                data: limits::Data::Same,
             };
             let result = limits::disk_write_logged(scratch, &params)?;
             writes.push(result);
