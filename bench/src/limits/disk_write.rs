@@ -100,6 +100,13 @@ impl Data {
             Data::Same
         }
     }
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Data::Same => "same buffer",
+            Data::Fresh => "new each write",
+        }
+    }
 }
 
 /// The bytes of buffers a [`Data::Fresh`] probe cycles through: the engine's default

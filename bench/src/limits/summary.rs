@@ -173,11 +173,7 @@ impl LimitsReport {
                     r.queue_depth,
                     if r.fsync_each { "yes" } else { "no" },
                     super::Blocks::of(r).label(),
-                    if r.fresh_data {
-                        "new each write"
-                    } else {
-                        "same buffer"
-                    },
+                    super::Data::of(r).label(),
                     r.mb_per_s,
                     r.mib_per_s,
                     r.iops
