@@ -76,9 +76,11 @@ fn loopback_probes_run() -> anyhow::Result<()> {
 
 #[test]
 fn full_run_writes_every_file() -> anyhow::Result<()> {
-    let dir = scratch_dir()?;
+    let scratch = scratch_dir()?;
+    // A directory that does not exist yet: the run creates it.
+    let dir = scratch.path().join("probes");
     let config = LimitsConfig {
-        dir: dir.path().to_path_buf(),
+        dir: dir.clone(),
         block_sizes_bytes: vec![4096],
         queue_depths: vec![2],
         probe_duration: Duration::from_millis(50),
@@ -118,5 +120,5 @@ fn full_run_writes_every_file() -> anyhow::Result<()> {
         page.contains("| p50 |") || page.contains(" p50 |"),
         "{page}"
     );
-    assert_empty(dir.path())
+    assert_empty(&dir)
 }

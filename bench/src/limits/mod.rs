@@ -87,8 +87,11 @@ pub struct LimitsConfig {
 }
 
 /// Runs every selected probe one after the other and collects the figures, the machine facts
-/// and the raw histograms. Progress is logged with `tracing` at info level.
+/// and the raw histograms. Progress is logged with `tracing` at info level. The probe
+/// directory is created if it does not exist yet, as the other benches create theirs.
 pub fn run_limits(config: &LimitsConfig) -> anyhow::Result<LimitsRun> {
+    std::fs::create_dir_all(&config.dir)
+        .with_context(|| format!("creating {}", config.dir.display()))?;
     let started_at_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
